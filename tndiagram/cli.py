@@ -1,0 +1,177 @@
+"""The ``tndiagram`` command: check, show and compile diagram files."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .bind import bind
+from .errors import TNError
+from .inspect import describe
+from .ir import Network
+from .lower import Program, load
+from .runtime import compile as compile_network
+
+__all__ = ["main", "build_parser"]
+
+
+def _parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    name, separator, sizes = text.partition("=")
+    if not separator or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"invalid --shape {text!r}: expected NAME=SIZES such as x=8,3,32,32")
+    try:
+        shape = tuple(int(s) for s in sizes.split(",") if s.strip() != "")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid --shape {text!r}: sizes must be integers separated by commas"
+        ) from None
+    if any(s < 0 for s in shape):
+        raise argparse.ArgumentTypeError(f"invalid --shape {text!r}: sizes must not be negative")
+    return name, shape
+
+
+def _parse_setting(text: str) -> tuple[str, Any]:
+    name, separator, value = text.partition("=")
+    if not separator or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"invalid --set {text!r}: expected NAME=VALUE such as stride=2")
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        # A bare word such as same or valid is a string.
+        parsed = value
+    return name, parsed
+
+
+def _select(program: Program, name: str | None) -> Network:
+    if name is None:
+        if len(program) == 1:
+            return next(iter(program.values()))
+        raise TNError(
+            f"{program.file} defines {len(program)} networks ({', '.join(program)}): choose one with --network"
+        )
+    if name not in program:
+        raise TNError(f"no network named {name!r} in {program.file}; it defines: {', '.join(program) or 'none'}")
+    return program[name]
+
+
+def _add_binding_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--network", metavar="NAME", help="the network to use; needed when the file defines several")
+    parser.add_argument(
+        "--shape",
+        metavar="NAME=SIZES",
+        action="append",
+        type=_parse_shape,
+        default=[],
+        help="the shape of an operand, such as x=8,3,32,32; repeat for each operand",
+    )
+    parser.add_argument(
+        "--set",
+        metavar="NAME=VALUE",
+        action="append",
+        type=_parse_setting,
+        default=[],
+        help="a hyper-parameter value as a Python literal, such as stride=2, padding=(1,2) or padding=same",
+    )
+
+
+def _command_check(arguments: argparse.Namespace) -> int:
+    program = load(arguments.file)
+    print(f"{arguments.file}: {len(program)} network(s) valid: {', '.join(program)}")
+    return 0
+
+
+def _command_show(arguments: argparse.Namespace) -> int:
+    program = load(arguments.file)
+    networks = [_select(program, arguments.network)] if arguments.network or arguments.shape else list(program.values())
+    reports = []
+    for network in networks:
+        bound = plan = None
+        if arguments.shape:
+            function = compile_network(network, shapes=dict(arguments.shape), **dict(arguments.set))
+            bound, plan = function.bound, function.plan
+        elif arguments.set:
+            bind(network, dict(arguments.set), {})
+        reports.append(describe(network, bound, plan))
+    print("\n\n".join(reports))
+    return 0
+
+
+def _command_compile(arguments: argparse.Namespace) -> int:
+    program = load(arguments.file)
+    network = _select(program, arguments.network)
+    if not arguments.shape:
+        raise TNError("compile needs the operand shapes: give --shape NAME=SIZES for each operand")
+    function = compile_network(network, shapes=dict(arguments.shape), **dict(arguments.set))
+    if arguments.output in (None, "-"):
+        sys.stdout.write(function.source)
+    else:
+        Path(arguments.output).write_text(function.source, encoding="utf-8")
+        print(f"wrote {arguments.output}: function {function.function_name}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tndiagram",
+        description="Compile tensor-network diagram files (.tn) to PyTorch functions.",
+    )
+    parser.add_argument("--version", action="version", version=f"tndiagram {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check",
+        help="parse a diagram file and report errors",
+        description="Parse FILE and check every network; exit 0 if valid, 1 with the error otherwise.",
+    )
+    check.add_argument("file", metavar="FILE", help="the diagram file to check")
+    check.set_defaults(handler=_command_check)
+
+    show = commands.add_parser(
+        "show",
+        help="print indices, sizes, terms and the planned cost",
+        description=(
+            "Print each network's indices with their symbolic sizes, its tensors and terms; with"
+            " --shape, also the planned contraction path, its FLOPs and largest intermediate."
+        ),
+    )
+    show.add_argument("file", metavar="FILE", help="the diagram file to show")
+    _add_binding_options(show)
+    show.set_defaults(handler=_command_show)
+
+    compile_command = commands.add_parser(
+        "compile",
+        help="write the generated PyTorch code as a module",
+        description=(
+            "Compile one network for the given operand shapes and write a standalone Python"
+            " module that imports only torch."
+        ),
+    )
+    compile_command.add_argument("file", metavar="FILE", help="the diagram file to compile")
+    _add_binding_options(compile_command)
+    compile_command.add_argument(
+        "-o", "--output", metavar="OUT.py", help="the file to write the module to (default: standard output)"
+    )
+    compile_command.set_defaults(handler=_command_compile)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 success, 1 diagram error, 2 usage error)."""
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    try:
+        return arguments.handler(arguments)
+    except TNError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"error: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Parse diagram text into a Lark syntax tree, turning Lark's errors into
+:class:`DiagramSyntaxError` with the file, line, column, a caret and the
+expected tokens in plain words."""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+from pathlib import Path
+
+import lark
+from lark.lexer import PatternStr
+
+from .errors import DiagramSyntaxError, Span
+
+__all__ = ["parse_tree", "grammar_text", "span_of"]
+
+GRAMMAR_FILE = "tndiagram.lark"
+
+# Plain words for the grammar's named terminals; literal ones print as quoted text.
+TERMINAL_WORDS = {
+    "NAME": "a name",
+    "INT": "an integer",
+    "NUMBER": "a number",
+    "STRING": "a quoted string",
+    "FAMILY": "'...'",
+    "OPTIONAL": "'?'",
+    "DERIVATIVE": "'vjp' or 'jvp'",
+    "$END": "the end of the file",
+}
+
+
+def grammar_text() -> str:
+    """Return the Lark grammar, from the installed package or the source tree.
+
+    A wheel ships the top-level ``grammar/`` folder as the package
+    ``tndiagram.grammar``; a source checkout reads the folder directly.
+    """
+    try:
+        resource = importlib.resources.files("tndiagram.grammar") / GRAMMAR_FILE
+        if resource.is_file():
+            return resource.read_text(encoding="utf-8")
+    except ModuleNotFoundError:
+        pass
+    return (Path(__file__).resolve().parent.parent / "grammar" / GRAMMAR_FILE).read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> lark.Lark:
+    return lark.Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def span_of(meta_or_token, lines: list[str], file: str) -> Span:
+    """Return the span of a Lark tree node's ``meta`` or of a token."""
+    line = meta_or_token.line
+    column = meta_or_token.column
+    end_line = getattr(meta_or_token, "end_line", line)
+    end_column = getattr(meta_or_token, "end_column", column + 1)
+    source_line = lines[line - 1] if 0 < line <= len(lines) else ""
+    if end_line != line:
+        end_column = len(source_line) + 1
+    return Span(file, line, column, end_column, source_line)
+
+
+def _describe(terminal: str) -> str:
+    if terminal in TERMINAL_WORDS:
+        return TERMINAL_WORDS[terminal]
+    try:
+        pattern = _parser().get_terminal(terminal).pattern
+    except KeyError:
+        return terminal
+    if isinstance(pattern, PatternStr):
+        return repr(pattern.value)
+    return terminal.lower()
+
+
+def _expected_words(expected: set[str]) -> str:
+    words = sorted({_describe(t) for t in expected if not t.startswith("__IGNORE")})
+    if not words:
+        return "nothing more"
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _token_words(token: lark.Token) -> str:
+    if token.type == "$END":
+        return "end of the file"
+    return repr(str(token))
+
+
+def _hint(token: lark.Token, expected: set[str]) -> str:
+    """Name the likely slip behind a syntax error, for the common cases."""
+    words = {_describe(t) for t in expected}
+    if token.type == "$END" and "'}'" in words:
+        return " (a network body is not closed with '}')"
+    if "']'" in words and token.type != "RSQB":
+        return " (an index list is not closed with ']')"
+    if "')'" in words and token.type != "RPAR" and len(words) <= 3:
+        return " (a bracket is not closed with ')')"
+    return ""
+
+
+def parse_tree(text: str, file: str = "<string>") -> lark.Tree:
+    """Parse diagram text and return its Lark syntax tree."""
+    lines = text.splitlines()
+    try:
+        return _parser().parse(text)
+    except lark.exceptions.UnexpectedToken as error:
+        token = error.token
+        if token.type == "$END" or token.line is None:
+            line = max(1, len(lines))
+            column = len(lines[-1]) + 1 if lines else 1
+            span = Span(file, line, column, column + 1, lines[-1] if lines else "")
+        else:
+            span = span_of(token, lines, file)
+        message = (
+            f"unexpected {_token_words(token)}: expected {_expected_words(error.expected)}"
+            f"{_hint(token, error.expected)}"
+        )
+        raise DiagramSyntaxError(message, span) from None
+    except lark.exceptions.UnexpectedCharacters as error:
+        line_text = lines[error.line - 1] if 0 < error.line <= len(lines) else ""
+        span = Span(file, error.line, error.column, error.column + 1, line_text)
+        character = text[error.pos_in_stream] if error.pos_in_stream < len(text) else ""
+        if error.allowed:
+            expected = f": expected {_expected_words(set(error.allowed))}"
+        else:
+            expected = ""
+        raise DiagramSyntaxError(f"unexpected character {character!r}{expected}", span) from None
+    except lark.exceptions.UnexpectedEOF as error:
+        line = max(1, len(lines))
+        column = len(lines[-1]) + 1 if lines else 1
+        span = Span(file, line, column, column + 1, lines[-1] if lines else "")
+        raise DiagramSyntaxError(
+            f"unexpected end of the file: expected {_expected_words(set(error.expected))}", span
+        ) from None

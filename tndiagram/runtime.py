@@ -1,0 +1,206 @@
+"""Compiled networks: callables that specialize a network once per shape signature.
+
+A :class:`CompiledFunction` binds, plans and emits code the first time it sees
+a combination of operand shapes (and of present optional operands), caches the
+resulting :class:`Specialization`, and afterwards only checks dtypes and
+devices before it calls the generated function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from . import codegen
+from .bind import BoundNetwork, bind, resolve_hyper_parameters
+from .errors import ShapeError
+from .ir import Network
+from .plan import ContractionPlan, plan
+
+__all__ = ["Specialization", "CompiledFunction", "compile"]
+
+
+@dataclass(frozen=True)
+class Specialization:
+    """The code generated for one shape signature."""
+
+    bound: BoundNetwork
+    plan: ContractionPlan
+    source: str
+    function_name: str
+    function: Callable[..., torch.Tensor]
+
+
+class CompiledFunction:
+    """A network compiled to PyTorch: call it with tensors, positionally in the
+    declared operand order or by name.
+
+    ``source``, ``plan`` and ``bound`` describe the most recent specialization;
+    :meth:`specialize` builds one for given shapes without running it.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        hyper_parameters: Mapping[str, Any] | None = None,
+        strategy: str | None = None,
+        origin: str | None = None,
+    ):
+        self.network = network
+        self.hyper_parameters = resolve_hyper_parameters(network, hyper_parameters or {})
+        self.strategy = strategy
+        self.origin = origin
+        self._names = network.operand_names
+        self._positions = {name: number for number, name in enumerate(self._names)}
+        self._optional = tuple(o.optional for o in network.operands)
+        self._specializations: dict[tuple, Specialization] = {}
+        self._last: Specialization | None = None
+        self.__name__ = network.name
+        self.__doc__ = f"Compiled tndiagram network {network.name}({', '.join(self._names)})."
+
+    # -- calling ----------------------------------------------------------
+
+    def __call__(self, *args: torch.Tensor | None, **kwargs: torch.Tensor | None) -> torch.Tensor:
+        tensors = self._arrange(args, kwargs)
+        key = tuple(None if t is None else t.shape for t in tensors)
+        specialization = self._specializations.get(key)
+        if specialization is None:
+            specialization = self._specialize(key)
+        self._check_dtype_and_device(tensors)
+        self._last = specialization
+        return specialization.function(*[t for t in tensors if t is not None])
+
+    def _arrange(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[torch.Tensor | None]:
+        if len(args) > len(self._names):
+            raise TypeError(
+                f"{self.network.name}() takes {len(self._names)} operands"
+                f" ({', '.join(self._names)}), got {len(args)}"
+            )
+        tensors: list[Any] = list(args) + [None] * (len(self._names) - len(args))
+        given = [True] * len(args) + [False] * (len(self._names) - len(args))
+        for name, value in kwargs.items():
+            position = self._positions.get(name)
+            if position is None:
+                raise TypeError(
+                    f"{self.network.name}() has no operand {name!r} (operands: {', '.join(self._names)})"
+                )
+            if given[position]:
+                raise TypeError(f"{self.network.name}() got operand {name!r} twice")
+            tensors[position] = value
+            given[position] = True
+        for number, tensor in enumerate(tensors):
+            if tensor is None:
+                if not self._optional[number]:
+                    raise TypeError(f"{self.network.name}() is missing operand {self._names[number]!r}")
+            elif not isinstance(tensor, torch.Tensor):
+                raise TypeError(
+                    f"operand {self._names[number]!r} must be a torch.Tensor, got {type(tensor).__name__}"
+                )
+        return tensors
+
+    def _check_dtype_and_device(self, tensors: Sequence[torch.Tensor | None]) -> None:
+        reference = None
+        for name, tensor in zip(self._names, tensors):
+            if tensor is None:
+                continue
+            if reference is None:
+                reference = (name, tensor)
+                if not (tensor.is_floating_point() or tensor.is_complex()):
+                    raise ShapeError(
+                        f"operand {name!r} has dtype {tensor.dtype}, expected a floating-point or complex dtype"
+                    )
+                continue
+            first_name, first = reference
+            if tensor.dtype != first.dtype:
+                raise ShapeError(
+                    f"operand {name!r} has dtype {tensor.dtype}, expected {first.dtype} (the dtype of {first_name!r})"
+                )
+            if tensor.device != first.device:
+                raise ShapeError(
+                    f"operand {name!r} is on device {tensor.device}, expected {first.device}"
+                    f" (the device of {first_name!r})"
+                )
+
+    # -- specializing -----------------------------------------------------
+
+    def specialize(self, **shapes: Sequence[int]) -> Specialization:
+        """Build (or fetch) the code for operands of the given shapes, by name."""
+        for name in shapes:
+            if name not in self._positions:
+                raise TypeError(f"{self.network.name} has no operand {name!r} (operands: {', '.join(self._names)})")
+        key = tuple(torch.Size(shapes[name]) if name in shapes else None for name in self._names)
+        specialization = self._specializations.get(key) or self._specialize(key)
+        self._last = specialization
+        return specialization
+
+    def _specialize(self, key: tuple[torch.Size | None, ...]) -> Specialization:
+        shapes = {name: tuple(shape) for name, shape in zip(self._names, key) if shape is not None}
+        bound = bind(self.network, self.hyper_parameters, shapes)
+        contraction_plan = plan(bound, self.strategy)
+        name = codegen.function_name(bound)
+        source = codegen.emit(bound, contraction_plan, name, self.origin)
+        function = codegen.load_source(source, name)
+        specialization = Specialization(bound, contraction_plan, source, name, function)
+        self._specializations[key] = specialization
+        return specialization
+
+    # -- inspection -------------------------------------------------------
+
+    def _latest(self) -> Specialization:
+        if self._last is None:
+            raise RuntimeError(
+                f"{self.network.name} has not been specialized yet: call it once, pass shapes= to"
+                " tndiagram.compile, or call .specialize(name=shape, ...)"
+            )
+        return self._last
+
+    @property
+    def source(self) -> str:
+        """The generated Python source of the most recent specialization."""
+        return self._latest().source
+
+    @property
+    def function_name(self) -> str:
+        """The name of the generated function in :attr:`source`."""
+        return self._latest().function_name
+
+    @property
+    def plan(self) -> ContractionPlan:
+        return self._latest().plan
+
+    @property
+    def bound(self) -> BoundNetwork:
+        return self._latest().bound
+
+    def __repr__(self) -> str:
+        return f"<CompiledFunction {self.network.name}, {len(self._specializations)} specialization(s)>"
+
+
+def compile(
+    network: Network,
+    /,
+    *,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    strategy: str | None = None,
+    **hyper_parameters: Any,
+) -> CompiledFunction:
+    """Compile a network to a callable taking torch tensors.
+
+    ``hyper_parameters`` override the network's defaults. With ``shapes`` (a
+    mapping from operand names to shapes), the code for those shapes is built
+    at once, so ``.source`` is ready before the first call. ``strategy`` names
+    an opt_einsum path strategy ('optimal', 'dp', 'greedy', …); the default
+    picks 'optimal' for small terms and 'dp' for large ones.
+    """
+    if not isinstance(network, Network):
+        raise TypeError(f"tndiagram.compile expects a Network, got {type(network).__name__}")
+    function = CompiledFunction(network, hyper_parameters, strategy, origin=_origin(network))
+    if shapes is not None:
+        function.specialize(**shapes)
+    return function
+
+
+def _origin(network: Network) -> str | None:
+    return network.span.file if network.span is not None else None
