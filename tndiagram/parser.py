@@ -31,18 +31,15 @@ TERMINAL_WORDS = {
 
 
 def grammar_text() -> str:
-    """Return the Lark grammar, from the installed package or the source tree.
+    """Return the Lark grammar, from the source tree or the installed package.
 
-    A wheel ships the top-level ``grammar/`` folder as the package
-    ``tndiagram.grammar``; a source checkout reads the folder directly.
+    A source checkout reads the top-level ``grammar/`` folder beside the
+    package; a wheel ships that folder as the package ``tndiagram.grammar``.
     """
-    try:
-        resource = importlib.resources.files("tndiagram.grammar") / GRAMMAR_FILE
-        if resource.is_file():
-            return resource.read_text(encoding="utf-8")
-    except ModuleNotFoundError:
-        pass
-    return (Path(__file__).resolve().parent.parent / "grammar" / GRAMMAR_FILE).read_text(encoding="utf-8")
+    source_tree = Path(__file__).resolve().parent.parent / "grammar" / GRAMMAR_FILE
+    if source_tree.is_file():
+        return source_tree.read_text(encoding="utf-8")
+    return (importlib.resources.files("tndiagram.grammar") / GRAMMAR_FILE).read_text(encoding="utf-8")
 
 
 @functools.lru_cache(maxsize=1)
