@@ -402,14 +402,41 @@ class _NetworkLowerer:
             if key in params:
                 raise DiagramError(f"argument {key!r} is given twice", self.span(argument))
             value = self._parameter(value_tree)
-            if not isinstance(value, HyperReference):
-                try:
-                    size_rules.check_pattern_argument(key, value, family=families == {True})
-                except ValueError as error:
-                    raise DiagramError(str(error), self.span(argument)) from None
+            family = families == {True}
+            try:
+                size_rules.check_pattern_argument(key, self._default_value(value), family=family)
+            except ValueError as error:
+                note = f" (the default of hyper-parameter {value.name!r})" if isinstance(value, HyperReference) else ""
+                raise DiagramError(f"{error}{note}", self.span(argument)) from None
             params[key] = value
+        self._check_same_padding(params, tree)
         factor = Factor("pattern", "pattern", axes, tuple(sorted(params.items())), self.span(tree))
         return [(sympy.Integer(1), [factor])]
+
+    def _default_value(self, value: Any) -> Any:
+        """Return a pattern argument's value if it is known before binding, else None.
+
+        A hyper-parameter reference is known through its default; the checks
+        run again on the values that binding passes.
+        """
+        if not isinstance(value, HyperReference):
+            return value
+        default = self.scope.hyper[value.name].default
+        if default is REQUIRED:
+            return None
+        if value.element is not None and isinstance(default, tuple):
+            return default[value.element] if value.element < len(default) else None
+        return default
+
+    def _check_same_padding(self, params: dict[str, Any], tree: lark.Tree) -> None:
+        padding = self._default_value(params.get("padding", 0))
+        stride = self._default_value(params.get("stride", 1))
+        strides = stride if isinstance(stride, tuple) else (stride,)
+        if padding == "same" and any(s not in (None, 1) for s in strides):
+            raise DiagramError(
+                f"padding 'same' needs stride 1, got stride {stride!r} (torch rejects it too)",
+                self.span(tree),
+            )
 
     def _expression_delta(self, tree: lark.Tree) -> Expression:
         axes = self._index_list(tree.children[0], allow_groups=False)

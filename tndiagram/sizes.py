@@ -43,8 +43,10 @@ def check_pattern_argument(key: str, value: Any, family: bool = False) -> None:
     """Raise ValueError if ``value`` is not valid for pattern argument ``key``.
 
     For an index family, a value may also be a tuple with one entry per
-    spatial dimension.
+    spatial dimension. None stands for a value not known yet and passes.
     """
+    if value is None:
+        return
     if family and isinstance(value, tuple):
         for entry in value:
             check_pattern_argument(key, entry, family=False)
