@@ -12,7 +12,7 @@ from __future__ import annotations
 import string
 from typing import Sequence
 
-from . import __version__
+from . import __version__, native
 from .bind import BoundNetwork
 from .errors import CodegenError
 from .ir import Factor
@@ -70,7 +70,8 @@ def _shape_text(shape: Sequence[int]) -> str:
 
 
 class _Emitter:
-    def __init__(self, bound: BoundNetwork, plan: ContractionPlan, origin: str | None):
+    def __init__(self, bound: BoundNetwork, plan: ContractionPlan, origin: str | None, native: bool = True):
+        self.native = native
         self.bound = bound
         self.plan = plan
         self.network = bound.network
@@ -128,8 +129,9 @@ class _Emitter:
         # An operand may already be called t1; the underscore keeps them apart.
         return f"_{name}" if name in self.network.operand_names else name
 
-    def emit_term(self, number: int, term: TermPlan) -> tuple[list[str], str]:
-        """Return the lines that compute one term and the expression of its value."""
+    def emit_term(self, number: int, term: TermPlan, target: str) -> tuple[list[str], str]:
+        """Return the lines that compute one term and the expression of its value;
+        a native kernel assigns its result to ``target``."""
         description = " * ".join(
             f.name if f.kind == "operand" else f"{f.kind}{format_axes(f.axes)}" for f in term.factors
         )
@@ -137,6 +139,17 @@ class _Emitter:
             f"    # Term {number}: {description}",
             f"    # {term.flops:.3g} FLOPs, largest intermediate {term.largest_intermediate:.3g} elements.",
         ]
+        match = self.matches.get(number)
+        if match is not None:
+            variables = [f.name for f in term.factors]
+            axes = [self.operand_axes(f) for f in term.factors]
+            native_lines, expression = native.emit_convolution(
+                match, variables, axes, term.output, self.bound.sizes, target
+            )
+            lines[1] = f"    # Lowered to torch's native {native.DESCRIPTIONS[match.kind]}."
+            if term.coefficient != 1:
+                expression = f"{expression} * {_number(term.coefficient)}"
+            return lines + native_lines, expression
         live = [self.constant(f) if f.is_constant else f.name for f in term.factors]
         expression = live[0]
         for position, step in enumerate(term.steps):
@@ -155,6 +168,12 @@ class _Emitter:
             expression = f"{expression} * {_number(term.coefficient)}"
         return lines, expression
 
+    def operand_axes(self, factor: Factor) -> tuple:
+        """The axes an operand's variable has in the code: split into single indices or not."""
+        if factor.kind == "operand" and factor.name in self.split_operands:
+            return tuple((index,) for index in factor.indices)
+        return factor.axes
+
     def source(self, function_name: str) -> str:
         network = self.network
         bound = self.bound
@@ -163,7 +182,22 @@ class _Emitter:
         present = [o for o in network.operands if o.name in bound.shapes]
 
         body: list[str] = []
-        split = [o for o in present if any(len(axis) > 1 for axis in o.axes)]
+        self.matches = {}
+        if self.native:
+            for number, term in enumerate(self.plan.terms, start=1):
+                match = native.match_convolution(term.factors, term.output)
+                if match is not None:
+                    self.matches[number] = match
+        # Einsum steps need single-index axes; native kernels take grouped axes as they are.
+        einsum_operands = {
+            f.name
+            for number, term in enumerate(self.plan.terms, start=1)
+            if number not in self.matches
+            for f in term.factors
+            if f.kind == "operand"
+        }
+        split = [o for o in present if any(len(axis) > 1 for axis in o.axes) and o.name in einsum_operands]
+        self.split_operands = {o.name for o in split}
         if split:
             body.append("    # Split grouped axes into their indices.")
             for operand in split:
@@ -176,7 +210,7 @@ class _Emitter:
         full_rank = len(output_indices)
         covers_all = False
         for number, term in enumerate(self.plan.terms, start=1):
-            lines, expression = self.emit_term(number, term)
+            lines, expression = self.emit_term(number, term, result_name if number == 1 else "convolution")
             body.extend(lines)
             if len(term.output) < full_rank:
                 # Indices that this term lacks become size-one axes, so the sum broadcasts.
@@ -185,7 +219,8 @@ class _Emitter:
             else:
                 covers_all = True
             if number == 1:
-                body.append(f"    {result_name} = {expression}")
+                if expression != result_name:
+                    body.append(f"    {result_name} = {expression}")
             else:
                 body.append(f"    {result_name} = {result_name} + {expression}")
         final = list(output_shape)
@@ -193,6 +228,9 @@ class _Emitter:
         if not covers_all:
             body.append(f"    {result_name} = {result_name}.expand({_shape_text(split_output)})")
         if final != split_output:
+            # Two reshapes in a row are one reshape.
+            if body[-1].startswith(f"    {result_name} = {result_name}.reshape(") and body[-1].endswith(")") and body[-1].count("(") == 1:
+                body.pop()
             body.append(f"    return {result_name}.reshape({_shape_text(final)})")
         else:
             body.append(f"    return {result_name}")
@@ -268,9 +306,19 @@ def function_name(bound: BoundNetwork, requested: str | None = None) -> str:
     return name
 
 
-def emit(bound: BoundNetwork, plan: ContractionPlan, name: str | None = None, origin: str | None = None) -> str:
-    """Return the Python source of a module whose function computes ``bound``."""
-    return _Emitter(bound, plan, origin).source(function_name(bound, name))
+def emit(
+    bound: BoundNetwork,
+    plan: ContractionPlan,
+    name: str | None = None,
+    origin: str | None = None,
+    native: bool = True,
+) -> str:
+    """Return the Python source of a module whose function computes ``bound``.
+
+    With ``native``, terms that are exactly a convolution or one of its VJPs
+    call torch's convolution kernels instead of the planned einsum path.
+    """
+    return _Emitter(bound, plan, origin, native).source(function_name(bound, name))
 
 
 def load_source(source: str, function_name: str, module_name: str = "tndiagram_generated"):

@@ -47,8 +47,10 @@ class CompiledFunction:
         hyper_parameters: Mapping[str, Any] | None = None,
         strategy: str | None = None,
         origin: str | None = None,
+        native: bool = True,
     ):
         self.network = network
+        self.native = native
         self.hyper_parameters = resolve_hyper_parameters(network, hyper_parameters or {})
         self.strategy = strategy
         self.origin = origin
@@ -140,7 +142,7 @@ class CompiledFunction:
         bound = bind(self.network, self.hyper_parameters, shapes)
         contraction_plan = plan(bound, self.strategy)
         name = codegen.function_name(bound)
-        source = codegen.emit(bound, contraction_plan, name, self.origin)
+        source = codegen.emit(bound, contraction_plan, name, self.origin, self.native)
         function = codegen.load_source(source, name)
         specialization = Specialization(bound, contraction_plan, source, name, function)
         self._specializations[key] = specialization
@@ -184,6 +186,7 @@ def compile(
     *,
     shapes: Mapping[str, Sequence[int]] | None = None,
     strategy: str | None = None,
+    native: bool = True,
     **hyper_parameters: Any,
 ) -> CompiledFunction:
     """Compile a network to a callable taking torch tensors.
@@ -192,11 +195,14 @@ def compile(
     mapping from operand names to shapes), the code for those shapes is built
     at once, so ``.source`` is ready before the first call. ``strategy`` names
     an opt_einsum path strategy ('optimal', 'dp', 'greedy', …); the default
-    picks 'optimal' for small terms and 'dp' for large ones.
+    picks 'optimal' for small terms and 'dp' for large ones. With ``native``
+    (the default), a term that is exactly a convolution, its input VJP or its
+    weight VJP runs torch's convolution kernel; ``native=False`` keeps the
+    pure einsum lowering.
     """
     if not isinstance(network, Network):
         raise TypeError(f"tndiagram.compile expects a Network, got {type(network).__name__}")
-    function = CompiledFunction(network, hyper_parameters, strategy, origin=_origin(network))
+    function = CompiledFunction(network, hyper_parameters, strategy, origin=_origin(network), native=native)
     if shapes is not None:
         function.specialize(**shapes)
     return function
