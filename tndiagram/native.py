@@ -1,7 +1,7 @@
 """Recognize terms that are exactly a convolution, its input VJP or its weight
 VJP, and lower them to torch's native convolution kernels.
 
-A term matches when it holds two operands and one index pattern per spatial
+A term matches when it contains two operands and one index pattern per spatial
 dimension (one to three of them), and every other index plays one of the
 roles a convolution has. For the forward convolution ``x * w * Π…`` the roles
 are, by which of (data, kernel, output) carry the index:
