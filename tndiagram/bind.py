@@ -399,31 +399,44 @@ def _describe(axes: tuple[Axis, ...]) -> str:
     return "[" + ", ".join(a[0] if len(a) == 1 else "(" + " ".join(a) + ")" for a in axes) + "]"
 
 
+def _operand_uses(network: Network) -> list[tuple[Operand, tuple[Axis, ...], Span | None]]:
+    """Return each operand's declared axes, then every use of it with other indices
+    (such as ``x[n, d, h]`` beside ``x[n, c, i]``), each with its span."""
+    uses = [(operand, operand.axes, operand.span) for operand in network.operands]
+    seen = {(operand.name, operand.axes) for operand in network.operands}
+    for term in network.terms:
+        for factor in term.factors:
+            if factor.kind == "operand" and (factor.name, factor.axes) not in seen:
+                seen.add((factor.name, factor.axes))
+                uses.append((network.operand(factor.name), factor.axes, factor.span))
+    return uses
+
+
 def _bind_operand_shapes(network: Network, shapes: Mapping[str, tuple[int, ...]], solver: _SizeSolver) -> None:
-    for operand in network.operands:
+    for operand, axes, span in _operand_uses(network):
         if operand.name not in shapes:
             continue
         shape = shapes[operand.name]
-        if len(shape) != len(operand.axes):
+        if len(shape) != len(axes):
             raise ShapeError(
-                f"operand {operand.name!r} has rank {len(shape)}, expected {len(operand.axes)}"
-                f" for axes {_describe(operand.axes)}",
-                operand.span,
+                f"operand {operand.name!r} has rank {len(shape)}, expected {len(axes)}"
+                f" for axes {_describe(axes)}",
+                span,
             )
-        for number, (axis, size) in enumerate(zip(operand.axes, shape)):
+        for number, (axis, size) in enumerate(zip(axes, shape)):
             if len(axis) == 1:
-                solver.set(axis[0], size, f"operand {operand.name!r} axis {number}", operand.span, True)
+                solver.set(axis[0], size, f"operand {operand.name!r} axis {number}", span, True)
 
 
 def _group_constraints(network: Network, shapes: Mapping[str, tuple[int, ...]]) -> list[tuple[Axis, int, str, Span | None]]:
     constraints = []
-    for operand in network.operands:
+    for operand, axes, span in _operand_uses(network):
         if operand.name not in shapes:
             continue
-        for number, axis in enumerate(operand.axes):
+        for number, axis in enumerate(axes):
             if len(axis) > 1:
                 origin = f"operand {operand.name!r} axis {number} ({' '.join(axis)})"
-                constraints.append((axis, shapes[operand.name][number], origin, operand.span))
+                constraints.append((axis, shapes[operand.name][number], origin, span))
     return constraints
 
 
