@@ -649,7 +649,17 @@ class _NetworkLowerer:
                 if resolvable:
                     known.update(unknown)
                     changed = True
-        missing = [i for i in network.all_indices() if i not in known]
+        # An index that only a scalar such as 1/size(j) reads needs a size too.
+        indices = network.all_indices()
+        scalars = [t.coefficient for t in network.terms] + [d.expression for d in network.sizes]
+        read = {
+            symbol.name[5:-1]
+            for scalar in scalars
+            for symbol in scalar.free_symbols
+            if symbol.name.startswith("size(")
+        }
+        indices += [i for i in self.index_spans if i in read and i not in indices]
+        missing = [i for i in indices if i not in known]
         if missing:
             index = missing[0]
             raise DiagramError(
