@@ -79,7 +79,39 @@ def resolve_hyper_parameters(network: Network, values: Mapping[str, Any]) -> dic
                 f"hyper-parameter {name!r} of network {network.name!r} has no default: set it", network.span
             )
         result[name] = tuple(value) if isinstance(value, list) else value
+    # Check the values that index patterns read now, so that compile(stride=0)
+    # fails at once and not at the first call.
+    for term in network.terms:
+        for factor in term.factors:
+            if factor.kind == "pattern":
+                _pattern_arguments(factor, result)
     return result
+
+
+def _pattern_arguments(factor: Factor, hyper: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the values of a pattern's arguments, raising DiagramError at the
+    pattern for an invalid one; a pattern over index families takes a tuple
+    with one value per dimension."""
+    family = is_family(factor.axes[0][0])
+    raw = {key: _parameter_value(value, hyper, key, factor.span) for key, value in factor.params}
+
+    def fail(message: str, key: str) -> DiagramError:
+        source = dict(factor.params)[key]
+        if isinstance(source, HyperReference):
+            message += f" (from hyper-parameter {source.name} = {hyper[source.name]!r})"
+        return DiagramError(message, factor.span)
+
+    for key, value in raw.items():
+        try:
+            size_rules.check_pattern_argument(key, value, family=family)
+        except ValueError as error:
+            raise fail(str(error), key) from None
+    strides = raw.get("stride", 1)
+    strides = strides if isinstance(strides, tuple) else (strides,)
+    if raw.get("padding") == "same" and any(stride != 1 for stride in strides):
+        stride = raw["stride"]
+        raise DiagramError(f"padding 'same' needs stride 1, got stride {stride!r} (torch rejects it too)", factor.span)
+    return raw
 
 
 def spatial_dimensions(network: Network, shapes: Mapping[str, Sequence[int]]) -> int | None:
@@ -305,15 +337,7 @@ def bind(
     for term in terms:
         for factor in term.factors:
             if factor.kind == "pattern":
-                raw = {key: _parameter_value(value, hyper, key, factor.span) for key, value in factor.params}
-                for key, value in raw.items():
-                    try:
-                        size_rules.check_pattern_argument(key, value)
-                    except ValueError as error:
-                        source = dict(factor.params)[key]
-                        note = f" (hyper-parameter {source})" if isinstance(source, HyperReference) else ""
-                        raise DiagramError(f"{error}{note}", factor.span) from None
-                patterns.append((factor, raw))
+                patterns.append((factor, _pattern_arguments(factor, hyper)))
 
     # First the diagram alone: a conflict among its own sizes is a DiagramError
     # whatever tensors come. Then with the operand shapes, where it is a ShapeError.
