@@ -64,11 +64,12 @@ class CompiledFunction:
 
     def __call__(self, *args: torch.Tensor | None, **kwargs: torch.Tensor | None) -> torch.Tensor:
         tensors = self._arrange(args, kwargs)
+        # Before specializing, so that a call with a wrong dtype leaves no code behind.
+        self._check_dtype_and_device(tensors)
         key = tuple(None if t is None else t.shape for t in tensors)
         specialization = self._specializations.get(key)
         if specialization is None:
             specialization = self._specialize(key)
-        self._check_dtype_and_device(tensors)
         self._last = specialization
         return specialization.function(*[t for t in tensors if t is not None])
 
