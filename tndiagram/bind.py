@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import sympy
 
 from . import sizes as size_rules
-from .errors import DiagramError, ShapeError, Span
+from .errors import DiagramError, ShapeError, Span, TNError
 from .ir import (
     REQUIRED,
     Axis,
@@ -79,7 +79,39 @@ def resolve_hyper_parameters(network: Network, values: Mapping[str, Any]) -> dic
                 f"hyper-parameter {name!r} of network {network.name!r} has no default: set it", network.span
             )
         result[name] = tuple(value) if isinstance(value, list) else value
+    # Check the values that index patterns read now, so that compile(stride=0)
+    # fails at once and not at the first call.
+    for term in network.terms:
+        for factor in term.factors:
+            if factor.kind == "pattern":
+                _pattern_arguments(factor, result)
     return result
+
+
+def _pattern_arguments(factor: Factor, hyper: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the values of a pattern's arguments, raising DiagramError at the
+    pattern for an invalid one; a pattern over index families takes a tuple
+    with one value per dimension."""
+    family = is_family(factor.axes[0][0])
+    raw = {key: _parameter_value(value, hyper, key, factor.span) for key, value in factor.params}
+
+    def fail(message: str, key: str) -> DiagramError:
+        source = dict(factor.params)[key]
+        if isinstance(source, HyperReference):
+            message += f" (from hyper-parameter {source.name} = {hyper[source.name]!r})"
+        return DiagramError(message, factor.span)
+
+    for key, value in raw.items():
+        try:
+            size_rules.check_pattern_argument(key, value, family=family)
+        except ValueError as error:
+            raise fail(str(error), key) from None
+    strides = raw.get("stride", 1)
+    strides = strides if isinstance(strides, tuple) else (strides,)
+    if raw.get("padding") == "same" and any(stride != 1 for stride in strides):
+        stride = raw["stride"]
+        raise DiagramError(f"padding 'same' needs stride 1, got stride {stride!r} (torch rejects it too)", factor.span)
+    return raw
 
 
 def spatial_dimensions(network: Network, shapes: Mapping[str, Sequence[int]]) -> int | None:
@@ -224,23 +256,25 @@ def _parameter_value(value: Any, hyper: Mapping[str, Any], key: str, span: Span 
 class _SizeSolver:
     """Infers index sizes by propagating constraints until nothing changes."""
 
-    def __init__(self, network: Network, hyper: Mapping[str, Any]):
+    def __init__(self, network: Network, hyper: Mapping[str, Any], error: type[TNError]):
         self.network = network
         self.hyper = hyper
+        # DiagramError while only the diagram's own sizes are known, ShapeError
+        # once operand shapes take part: a conflict then involves the tensors.
+        self.error = error
         self.sizes: dict[str, int] = {}
         self.origins: dict[str, str] = {}
 
-    def set(self, index: str, size: int, origin: str, span: Span | None, shape_error: bool) -> bool:
+    def set(self, index: str, size: int, origin: str, span: Span | None) -> bool:
         if size < 1:
-            raise DiagramError(f"index {index!r} would have size {size} ({origin}); sizes must be positive", span)
+            raise self.error(f"index {index!r} would have size {size} ({origin}); sizes must be positive", span)
         known = self.sizes.get(index)
         if known is None:
             self.sizes[index] = int(size)
             self.origins[index] = origin
             return True
         if known != size:
-            error = ShapeError if shape_error else DiagramError
-            raise error(
+            raise self.error(
                 f"{origin} gives index {index!r} size {size}, expected {known} ({self.origins[index]})",
                 span,
             )
@@ -297,65 +331,20 @@ def bind(
     if not terms:
         raise DiagramError(f"every term of network {network.name!r} needs an operand that is absent", network.span)
     expanded = expanded.replace(terms=terms)
-    solver = _SizeSolver(expanded, hyper)
 
     # Patterns: resolve their hyper-parameters to integers before any size is known.
     patterns: list[tuple[Factor, dict[str, Any]]] = []
     for term in terms:
         for factor in term.factors:
             if factor.kind == "pattern":
-                raw = {key: _parameter_value(value, hyper, key, factor.span) for key, value in factor.params}
-                for key, value in raw.items():
-                    try:
-                        size_rules.check_pattern_argument(key, value)
-                    except ValueError as error:
-                        source = dict(factor.params)[key]
-                        note = f" (hyper-parameter {source})" if isinstance(source, HyperReference) else ""
-                        raise DiagramError(f"{error}{note}", factor.span) from None
-                patterns.append((factor, raw))
+                patterns.append((factor, _pattern_arguments(factor, hyper)))
 
+    # First the diagram alone: a conflict among its own sizes is a DiagramError
+    # whatever tensors come. Then with the operand shapes, where it is a ShapeError.
+    _solve(expanded, patterns, [], _SizeSolver(expanded, hyper, DiagramError))
+    solver = _SizeSolver(expanded, hyper, ShapeError)
     _bind_operand_shapes(expanded, shapes, solver)
-    groups = _group_constraints(expanded, shapes)
-
-    changed = True
-    while changed:
-        changed = False
-        for declaration in expanded.sizes:
-            value = solver.scalar(declaration.expression, declaration.span)
-            if value is not None:
-                if not value.is_integer:
-                    raise DiagramError(
-                        f"size of index {declaration.index!r} evaluates to {value}, not an integer",
-                        declaration.span,
-                    )
-                changed |= solver.set(declaration.index, int(value), "its size statement", declaration.span, False)
-        for factor, raw in patterns:
-            changed |= _propagate_pattern(factor, raw, solver)
-        for term in terms:
-            for factor in term.factors:
-                if factor.kind == "delta":
-                    known = [solver.sizes[a[0]] for a in factor.axes if a[0] in solver.sizes]
-                    if known:
-                        for axis in factor.axes:
-                            changed |= solver.set(axis[0], known[0], "a Kronecker delta", factor.span, False)
-        for axis, size, origin, span in groups:
-            unknown = [i for i in axis if i not in solver.sizes]
-            product = 1
-            for index in axis:
-                product *= solver.sizes.get(index, 1)
-            if len(unknown) == 1:
-                if size % product:
-                    raise ShapeError(
-                        f"{origin} has size {size}, which is not divisible by"
-                        f" {_known_product(axis, solver.sizes)} = {product}",
-                        span,
-                    )
-                changed |= solver.set(unknown[0], size // product, origin, span, True)
-            elif not unknown and product != size:
-                raise ShapeError(
-                    f"{origin} has size {size}, expected {_known_product(axis, solver.sizes)} = {product}",
-                    span,
-                )
+    _solve(expanded, patterns, _group_constraints(expanded, shapes), solver)
 
     missing = [index for index in expanded.all_indices() if index not in solver.sizes]
     if missing:
@@ -391,39 +380,109 @@ def bind(
     return BoundNetwork(verify(bound), dict(solver.sizes), dict(hyper), shapes, count, dict(solver.origins))
 
 
-def _known_product(axis: Axis, sizes: Mapping[str, int]) -> str:
-    return " * ".join(f"{index}({sizes[index]})" if index in sizes else index for index in axis)
+def _solve(
+    network: Network,
+    patterns: list[tuple[Factor, dict[str, Any]]],
+    groups: list[tuple[Axis, int, str, Span | None]],
+    solver: _SizeSolver,
+) -> None:
+    """Propagate sizes through size statements, patterns, deltas and grouped axes
+    until nothing changes."""
+    changed = True
+    while changed:
+        changed = False
+        for declaration in network.sizes:
+            value = solver.scalar(declaration.expression, declaration.span)
+            if value is not None:
+                if not value.is_integer:
+                    raise solver.error(
+                        f"size of index {declaration.index!r} evaluates to {value}, not an integer",
+                        declaration.span,
+                    )
+                origin = f"the statement 'size {declaration.index} = {sympy.sstr(declaration.expression)}'"
+                changed |= solver.set(declaration.index, int(value), origin, declaration.span)
+        for factor, raw in patterns:
+            changed |= _propagate_pattern(factor, raw, solver)
+        for term in network.terms:
+            for factor in term.factors:
+                if factor.kind == "delta":
+                    known = [solver.sizes[a[0]] for a in factor.axes if a[0] in solver.sizes]
+                    if known:
+                        for axis in factor.axes:
+                            changed |= solver.set(axis[0], known[0], "a Kronecker delta", factor.span)
+        for axis, size, origin, span in groups:
+            unknown = [i for i in axis if i not in solver.sizes]
+            product = 1
+            for index in axis:
+                product *= solver.sizes.get(index, 1)
+            if len(unknown) == 1:
+                if size % product:
+                    raise ShapeError(
+                        f"{origin} has size {size}, which is not divisible by"
+                        f" {_known_product(axis, solver)}",
+                        span,
+                    )
+                changed |= solver.set(unknown[0], size // product, origin, span)
+            elif not unknown and product != size:
+                raise ShapeError(f"{origin} has size {size}, expected {_known_product(axis, solver)}", span)
+
+
+def _known_product(axis: Axis, solver: _SizeSolver) -> str:
+    """Return ``size(g) * size(c) = 2 * 3 = 6 (size(g) from …, size(c) from …)``
+    for the indices of a grouped axis whose sizes are known."""
+    known = [index for index in axis if index in solver.sizes]
+    product = 1
+    for index in known:
+        product *= solver.sizes[index]
+    text = " * ".join(f"size({index})" for index in known)
+    if len(known) > 1:
+        text += " = " + " * ".join(str(solver.sizes[index]) for index in known)
+    sources = ", ".join(f"size({index}) from {solver.origins[index]}" for index in known)
+    return f"{text} = {product} ({sources})"
 
 
 def _describe(axes: tuple[Axis, ...]) -> str:
     return "[" + ", ".join(a[0] if len(a) == 1 else "(" + " ".join(a) + ")" for a in axes) + "]"
 
 
+def _operand_uses(network: Network) -> list[tuple[Operand, tuple[Axis, ...], Span | None]]:
+    """Return each operand's declared axes, then every use of it with other indices
+    (such as ``x[n, d, h]`` beside ``x[n, c, i]``), each with its span."""
+    uses = [(operand, operand.axes, operand.span) for operand in network.operands]
+    seen = {(operand.name, operand.axes) for operand in network.operands}
+    for term in network.terms:
+        for factor in term.factors:
+            if factor.kind == "operand" and (factor.name, factor.axes) not in seen:
+                seen.add((factor.name, factor.axes))
+                uses.append((network.operand(factor.name), factor.axes, factor.span))
+    return uses
+
+
 def _bind_operand_shapes(network: Network, shapes: Mapping[str, tuple[int, ...]], solver: _SizeSolver) -> None:
-    for operand in network.operands:
+    for operand, axes, span in _operand_uses(network):
         if operand.name not in shapes:
             continue
         shape = shapes[operand.name]
-        if len(shape) != len(operand.axes):
+        if len(shape) != len(axes):
             raise ShapeError(
-                f"operand {operand.name!r} has rank {len(shape)}, expected {len(operand.axes)}"
-                f" for axes {_describe(operand.axes)}",
-                operand.span,
+                f"operand {operand.name!r} has rank {len(shape)}, expected {len(axes)}"
+                f" for axes {_describe(axes)}",
+                span,
             )
-        for number, (axis, size) in enumerate(zip(operand.axes, shape)):
+        for number, (axis, size) in enumerate(zip(axes, shape)):
             if len(axis) == 1:
-                solver.set(axis[0], size, f"operand {operand.name!r} axis {number}", operand.span, True)
+                solver.set(axis[0], size, f"operand {operand.name!r} axis {number}", span)
 
 
 def _group_constraints(network: Network, shapes: Mapping[str, tuple[int, ...]]) -> list[tuple[Axis, int, str, Span | None]]:
     constraints = []
-    for operand in network.operands:
+    for operand, axes, span in _operand_uses(network):
         if operand.name not in shapes:
             continue
-        for number, axis in enumerate(operand.axes):
+        for number, axis in enumerate(axes):
             if len(axis) > 1:
                 origin = f"operand {operand.name!r} axis {number} ({' '.join(axis)})"
-                constraints.append((axis, shapes[operand.name][number], origin, operand.span))
+                constraints.append((axis, shapes[operand.name][number], origin, span))
     return constraints
 
 
@@ -447,11 +506,11 @@ def _propagate_pattern(factor: Factor, raw: Mapping[str, Any], solver: _SizeSolv
     where = f"the index pattern [{kernel_index}, {output_index}, {input_index}]"
     try:
         if input_index in sizes:
-            output = size_rules.output_size(sizes[input_index], kernel, parameters)
-            return solver.set(output_index, output, where, factor.span, True)
-        if output_index in sizes:
-            size = size_rules.input_size(sizes[output_index], kernel, parameters)
-            return solver.set(input_index, size, where, factor.span, True)
+            index, size = output_index, size_rules.output_size(sizes[input_index], kernel, parameters)
+        elif output_index in sizes:
+            index, size = input_index, size_rules.input_size(sizes[output_index], kernel, parameters)
+        else:
+            return False
     except ValueError as error:
-        raise ShapeError(f"{where}: {error}", factor.span) from None
-    return False
+        raise solver.error(f"{where}: {error}", factor.span) from None
+    return solver.set(index, size, where, factor.span)

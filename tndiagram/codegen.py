@@ -243,6 +243,8 @@ class _Emitter:
             parts.append(DELTA_HELPER)
         arguments = ", ".join(o.name for o in present)
         if self.constant_calls:
+            if self.uses_pattern or self.uses_delta:
+                parts.append("")  # two blank lines after the helper functions
             parts.append("_constants = {}")
             parts.append("")
             parts.append("")
@@ -262,8 +264,9 @@ class _Emitter:
         if self.constant_calls:
             first = present[0].name
             names = ", ".join(self.constant_names.values())
-            trailing = "," if len(self.constant_names) == 1 else ""
-            parts.append(f"    {names}{trailing} = constants({first}.dtype, {first}.device)")
+            if len(self.constant_names) == 1:
+                names = f"({names},)"
+            parts.append(f"    {names} = constants({first}.dtype, {first}.device)")
         parts.extend(body)
         return "\n".join(parts) + "\n"
 

@@ -164,6 +164,7 @@ class _NetworkLowerer:
         for statement in body.children:
             if statement.data == "size_statement":
                 size_declarations.append(self._size_statement(statement, size_declarations))
+        self.own_sizes = {d.index: d for d in size_declarations}
         if len(outputs) != 1:
             where = outputs[1] if outputs else body
             raise DiagramError(
@@ -578,15 +579,29 @@ class _NetworkLowerer:
             ]
             coefficient = _substitute_coefficient(term.coefficient, renaming, values)
             result.append((coefficient, factors))
+        # The callee's size statements stay constraints, also on the caller's own
+        # indices: conv(x, w; groups=2) must still split channels into 2 groups.
         for declaration in callee.sizes:
             target = renaming[declaration.index]
-            if len(target) == 1 and target[0] not in self.index_spans:
-                self.inlined_sizes.append(
-                    SizeDeclaration(
-                        target[0],
-                        _substitute_coefficient(declaration.expression, renaming, values),
-                        declaration.span,
-                    )
+            expression = _substitute_coefficient(declaration.expression, renaming, values)
+            if len(target) != 1:
+                raise DiagramError(
+                    f"network {callee.name!r} sets the size of index {declaration.index!r}"
+                    f" ({sympy.sstr(declaration.expression)}), which this call maps to the grouped"
+                    f" axis ({' '.join(target)}): pass a single index for it",
+                    self.span(tree),
+                )
+            earlier = self.own_sizes.get(target[0]) or next(
+                (d for d in self.inlined_sizes if d.index == target[0]), None
+            )
+            if earlier is None:
+                self.inlined_sizes.append(SizeDeclaration(target[0], expression, declaration.span))
+            elif earlier.expression != expression:
+                raise DiagramError(
+                    f"this call of network {callee.name!r} sets size({target[0]}) ="
+                    f" {sympy.sstr(expression)}, but size({target[0]}) is already"
+                    f" {sympy.sstr(earlier.expression)} here",
+                    self.span(tree),
                 )
         return result
 
@@ -649,7 +664,17 @@ class _NetworkLowerer:
                 if resolvable:
                     known.update(unknown)
                     changed = True
-        missing = [i for i in network.all_indices() if i not in known]
+        # An index that only a scalar such as 1/size(j) reads needs a size too.
+        indices = network.all_indices()
+        scalars = [t.coefficient for t in network.terms] + [d.expression for d in network.sizes]
+        read = {
+            symbol.name[5:-1]
+            for scalar in scalars
+            for symbol in scalar.free_symbols
+            if symbol.name.startswith("size(")
+        }
+        indices += [i for i in self.index_spans if i in read and i not in indices]
+        missing = [i for i in indices if i not in known]
         if missing:
             index = missing[0]
             raise DiagramError(

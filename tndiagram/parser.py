@@ -86,10 +86,34 @@ def _token_words(token: lark.Token) -> str:
     return repr(str(token))
 
 
+def _accepted(error: lark.exceptions.UnexpectedToken) -> set[str]:
+    """Return the terminals that may really follow where the parser stopped.
+
+    ``error.expected`` is the LALR look-ahead set of the state, which merges
+    the contexts that share it: after ``network f(x[i]`` it lists '}' and
+    'size' as if a body were open. The interactive parser tries each terminal.
+    """
+    try:
+        accepted = error.interactive_parser.accepts()
+    except Exception:  # a Lark without the interactive parser: keep its guess
+        return set(error.expected)
+    return set(accepted) or set(error.expected)
+
+
+def _accepted_before(text: str, position: int, fallback: set[str]) -> set[str]:
+    """Return the terminals that may follow ``text[:position]``."""
+    try:
+        parser = _parser().parse_interactive(text[:position])
+        parser.exhaust_lexer()
+        return set(parser.accepts()) or fallback
+    except Exception:
+        return fallback
+
+
 def _hint(token: lark.Token, expected: set[str]) -> str:
     """Name the likely slip behind a syntax error, for the common cases."""
     words = {_describe(t) for t in expected}
-    if token.type == "$END" and "'}'" in words:
+    if token.type in ("$END", "NETWORK") and "'}'" in words:
         return " (a network body is not closed with '}')"
     if "']'" in words and token.type != "RSQB":
         return " (an index list is not closed with ']')"
@@ -111,17 +135,16 @@ def parse_tree(text: str, file: str = "<string>") -> lark.Tree:
             span = Span(file, line, column, column + 1, lines[-1] if lines else "")
         else:
             span = span_of(token, lines, file)
-        message = (
-            f"unexpected {_token_words(token)}: expected {_expected_words(error.expected)}"
-            f"{_hint(token, error.expected)}"
-        )
+        expected = _accepted(error)
+        message = f"unexpected {_token_words(token)}: expected {_expected_words(expected)}{_hint(token, expected)}"
         raise DiagramSyntaxError(message, span) from None
     except lark.exceptions.UnexpectedCharacters as error:
         line_text = lines[error.line - 1] if 0 < error.line <= len(lines) else ""
         span = Span(file, error.line, error.column, error.column + 1, line_text)
         character = text[error.pos_in_stream] if error.pos_in_stream < len(text) else ""
         if error.allowed:
-            expected = f": expected {_expected_words(set(error.allowed))}"
+            allowed = _accepted_before(text, error.pos_in_stream, set(error.allowed))
+            expected = f": expected {_expected_words(allowed)}"
         else:
             expected = ""
         raise DiagramSyntaxError(f"unexpected character {character!r}{expected}", span) from None

@@ -107,15 +107,19 @@ def _plan_term(
     names = {symbol: index for index, symbol in symbols.items()}
     steps = []
     live = list(inputs)
+    intermediate = [False] * len(live)
     for contraction in info.contraction_list:
-        positions = tuple(contraction[0])
+        # As a person writes it: the running intermediate first, then the
+        # factors in the term's order (opt_einsum lists them in its own order).
+        positions = tuple(sorted(contraction[0], key=lambda p: (not intermediate[p], p)))
         step_output_text = contraction[2].split("->")[1]
         step_inputs = tuple(live[p] for p in positions)
         step_output = tuple(names[s] for s in step_output_text)
-        # opt_einsum lists the step's operands in its own order; keep ours.
         for position in sorted(positions, reverse=True):
             live.pop(position)
+            intermediate.pop(position)
         live.append(step_output)
+        intermediate.append(True)
         steps.append(ContractionStep(positions, step_inputs, step_output))
     return TermPlan(
         factors,

@@ -66,11 +66,12 @@ class CompiledFunction:
 
     def __call__(self, *args: torch.Tensor | None, **kwargs: torch.Tensor | None) -> torch.Tensor:
         tensors = self._arrange(args, kwargs)
+        # Before specializing, so that a call with a wrong dtype leaves no code behind.
+        self._check_dtype_and_device(tensors)
         key = tuple(None if t is None else t.shape for t in tensors)
         specialization = self._specializations.get(key)
         if specialization is None:
             specialization = self._specialize(key)
-        self._check_dtype_and_device(tensors)
         self._last = specialization
         return specialization.function(*[t for t in tensors if t is not None])
 
@@ -107,22 +108,26 @@ class CompiledFunction:
         for name, tensor in zip(self._names, tensors):
             if tensor is None:
                 continue
+            span = self.network.operand(name).span  # the caret goes under the declaration
             if reference is None:
                 reference = (name, tensor)
                 if not (tensor.is_floating_point() or tensor.is_complex()):
                     raise ShapeError(
-                        f"operand {name!r} has dtype {tensor.dtype}, expected a floating-point or complex dtype"
+                        f"operand {name!r} has dtype {tensor.dtype}, expected a floating-point or complex dtype",
+                        span,
                     )
                 continue
             first_name, first = reference
             if tensor.dtype != first.dtype:
                 raise ShapeError(
-                    f"operand {name!r} has dtype {tensor.dtype}, expected {first.dtype} (the dtype of {first_name!r})"
+                    f"operand {name!r} has dtype {tensor.dtype}, expected {first.dtype} (the dtype of {first_name!r})",
+                    span,
                 )
             if tensor.device != first.device:
                 raise ShapeError(
                     f"operand {name!r} is on device {tensor.device}, expected {first.device}"
-                    f" (the device of {first_name!r})"
+                    f" (the device of {first_name!r})",
+                    span,
                 )
 
     # -- specializing -----------------------------------------------------
