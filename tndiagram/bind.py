@@ -399,31 +399,44 @@ def _describe(axes: tuple[Axis, ...]) -> str:
     return "[" + ", ".join(a[0] if len(a) == 1 else "(" + " ".join(a) + ")" for a in axes) + "]"
 
 
+def _operand_uses(network: Network) -> list[tuple[str, tuple[Axis, ...], Span | None]]:
+    """Return each operand's declared axes, and the axes of every use that
+    re-indexes it (such as ``x[n, c2, i2]``), whose sizes the shape also fixes."""
+    uses = [(operand.name, operand.axes, operand.span) for operand in network.operands]
+    seen = {(name, axes) for name, axes, _ in uses}
+    for term in network.terms:
+        for factor in term.factors:
+            if factor.kind == "operand" and (factor.name, factor.axes) not in seen:
+                seen.add((factor.name, factor.axes))
+                uses.append((factor.name, factor.axes, factor.span))
+    return uses
+
+
 def _bind_operand_shapes(network: Network, shapes: Mapping[str, tuple[int, ...]], solver: _SizeSolver) -> None:
-    for operand in network.operands:
-        if operand.name not in shapes:
+    for name, axes, span in _operand_uses(network):
+        if name not in shapes:
             continue
-        shape = shapes[operand.name]
-        if len(shape) != len(operand.axes):
+        shape = shapes[name]
+        if len(shape) != len(axes):
             raise ShapeError(
-                f"operand {operand.name!r} has rank {len(shape)}, expected {len(operand.axes)}"
-                f" for axes {_describe(operand.axes)}",
-                operand.span,
+                f"operand {name!r} has rank {len(shape)}, expected {len(axes)}"
+                f" for axes {_describe(axes)}",
+                span,
             )
-        for number, (axis, size) in enumerate(zip(operand.axes, shape)):
+        for number, (axis, size) in enumerate(zip(axes, shape)):
             if len(axis) == 1:
-                solver.set(axis[0], size, f"operand {operand.name!r} axis {number}", operand.span, True)
+                solver.set(axis[0], size, f"operand {name!r} axis {number}", span, True)
 
 
 def _group_constraints(network: Network, shapes: Mapping[str, tuple[int, ...]]) -> list[tuple[Axis, int, str, Span | None]]:
     constraints = []
-    for operand in network.operands:
-        if operand.name not in shapes:
+    for name, axes, span in _operand_uses(network):
+        if name not in shapes:
             continue
-        for number, axis in enumerate(operand.axes):
+        for number, axis in enumerate(axes):
             if len(axis) > 1:
-                origin = f"operand {operand.name!r} axis {number} ({' '.join(axis)})"
-                constraints.append((axis, shapes[operand.name][number], origin, operand.span))
+                origin = f"operand {name!r} axis {number} ({' '.join(axis)})"
+                constraints.append((axis, shapes[name][number], origin, span))
     return constraints
 
 
@@ -446,12 +459,18 @@ def _propagate_pattern(factor: Factor, raw: Mapping[str, Any], solver: _SizeSolv
     parameters = _pattern_parameters(factor, raw, kernel)
     where = f"the index pattern [{kernel_index}, {output_index}, {input_index}]"
     try:
+        if input_index in sizes and output_index in sizes and parameters.output_padding:
+            # A transpose convolution's output padding can exceed the stride (it
+            # must stay below the dilation), so that a forward pass over its
+            # input side would give more positions than its output side has.
+            if size_rules.input_size(sizes[output_index], kernel, parameters) == sizes[input_index]:
+                return False
         if input_index in sizes:
-            output = size_rules.output_size(sizes[input_index], kernel, parameters)
-            return solver.set(output_index, output, where, factor.span, True)
-        if output_index in sizes:
-            size = size_rules.input_size(sizes[output_index], kernel, parameters)
-            return solver.set(input_index, size, where, factor.span, True)
+            index, size = output_index, size_rules.output_size(sizes[input_index], kernel, parameters)
+        elif output_index in sizes:
+            index, size = input_index, size_rules.input_size(sizes[output_index], kernel, parameters)
+        else:
+            return False
     except ValueError as error:
         raise ShapeError(f"{where}: {error}", factor.span) from None
-    return False
+    return solver.set(index, size, where, factor.span, True)
