@@ -87,7 +87,7 @@ def test_conv_transpose_matches_torch(case):
     torch.testing.assert_close(result, expected)
 
 
-def test_conv_transpose_with_same_padding_is_adjoint_of_conv():
+def test_conv_transpose_same_padding_adjoint():
     """With padding 'same' the transpose convolution is the adjoint of the 'same' convolution."""
     generator = torch.Generator().manual_seed(13)
     x = torch.randn(2, 4, 6, 5, dtype=DTYPE, generator=generator)

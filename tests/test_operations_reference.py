@@ -2,10 +2,10 @@
 torch's autograd only (no index patterns), and tests that check them
 against torch where torch has the operation.
 
-The shared grid ``CASES`` covers 1-, 2-, 3- and 4-d convolutions with the
-awkward cases: stride larger than the kernel, even kernels with 'same'
-padding, dilation with padding, groups including depthwise, batch size 1,
-size-1 spatial dimensions and (left, right) padding pairs.
+The shared grid ``CASES`` covers 1-, 2-, 3- and 4-d convolutions. Its awkward
+cases are a stride larger than the kernel, even kernels with 'same' padding,
+dilation with padding, groups including depthwise, batch size 1, size-1
+spatial dimensions and (left, right) padding pairs.
 """
 
 from __future__ import annotations

@@ -404,7 +404,7 @@ def conv_weight_ggn_diagonal(
     """Return the diagonal of the generalized Gauss-Newton matrix with respect to
     a convolution's weight, ``Σ_m Σ_n (J_nᵀ s_mn)²``, of shape ``weight_size``.
 
-    ``sqrt_hessian`` of shape ``[M, N, C_out, *O]`` holds M vectors per sample
+    ``sqrt_hessian`` of shape ``[M, N, C_out, *O]`` contains M vectors per sample
     whose outer products sum to the loss Hessian with respect to that sample's
     output; ``J_nᵀ s_mn`` is the weight gradient of sample n for the vector
     ``s_mn``.
@@ -464,9 +464,9 @@ def _gathered_pattern(
 
 @dataclass(frozen=True)
 class _SampledWeightVJP:
-    """What one draw of :func:`conv_weight_vjp_dropout` contracts: the sliced
-    operands by name, the kept indices of each sampled axis, and the factor
-    that makes the estimate unbiased."""
+    """One draw of :func:`conv_weight_vjp_dropout`: the network to compile, the
+    sliced operands by name, the kept indices of each sampled axis, and the
+    factor that makes the estimate unbiased."""
 
     network: str
     operands: dict[str, torch.Tensor]
@@ -532,11 +532,11 @@ def conv_weight_vjp_dropout(
     contracts only a random part of the input.
 
     ``dim='spatial'``: along each spatial dimension, each input position (a
-    slice of ``input``) is kept with probability ``keep_prob``. The input
-    positions are summed over in the weight VJP, so the estimate contracts the
-    kept slices of ``input`` with index patterns gathered at the same positions
-    and scales by ``keep_prob ** -d`` for d spatial dimensions, the inverse
-    probability that a position survives.
+    slice of ``input``) is kept with probability ``keep_prob``. The weight VJP
+    sums over input positions, so the estimate contracts the kept slices of
+    ``input`` with index patterns gathered at the same positions. It scales by
+    ``keep_prob ** -d`` for d spatial dimensions, the inverse of the
+    probability that a position is kept.
 
     ``dim='channel'``: each input channel within a group (the same channels in
     every group) is kept with probability ``keep_prob``. The weight VJP does

@@ -77,6 +77,7 @@ class _ConvBase(nn.Module):
         output_padding: int | Sequence[int] = 0,
     ) -> None:
         super().__init__()
+
         if not isinstance(groups, int) or groups <= 0:
             raise ValueError(f"groups must be a positive integer, got {groups!r}")
         if in_channels % groups:
@@ -89,6 +90,7 @@ class _ConvBase(nn.Module):
             raise NotImplementedError(
                 f"padding_mode={padding_mode!r} is not implemented by tndiagram: use padding_mode='zeros'"
             )
+
         count = spatial_dims
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -108,6 +110,7 @@ class _ConvBase(nn.Module):
             self.padding = _tuple("padding", padding, count)
         self.groups = groups
         self.padding_mode = padding_mode
+
         factory = {"device": device, "dtype": dtype}
         if self.transposed:
             shape = (in_channels, out_channels // groups, *self.kernel_size)
