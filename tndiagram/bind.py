@@ -505,6 +505,12 @@ def _propagate_pattern(factor: Factor, raw: Mapping[str, Any], solver: _SizeSolv
     parameters = _pattern_parameters(factor, raw, kernel)
     where = f"the index pattern [{kernel_index}, {output_index}, {input_index}]"
     try:
+        if input_index in sizes and output_index in sizes and parameters.output_padding:
+            # A transpose convolution's output padding can exceed the stride (it
+            # must stay below the dilation), so that a forward pass over its
+            # input side would give more positions than its output side has.
+            if size_rules.input_size(sizes[output_index], kernel, parameters) == sizes[input_index]:
+                return False
         if input_index in sizes:
             index, size = output_index, size_rules.output_size(sizes[input_index], kernel, parameters)
         elif output_index in sizes:
