@@ -9,7 +9,7 @@ devices before it calls the generated function.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
@@ -18,6 +18,7 @@ from .bind import BoundNetwork, bind, resolve_hyper_parameters
 from .errors import ShapeError
 from .ir import Network
 from .plan import ContractionPlan, plan
+from .rewrites import Trace, resolve_disabled, simplify as simplify_bound
 
 __all__ = ["Specialization", "CompiledFunction", "compile"]
 
@@ -31,6 +32,7 @@ class Specialization:
     source: str
     function_name: str
     function: Callable[..., torch.Tensor]
+    trace: Trace | None = None
 
 
 class CompiledFunction:
@@ -47,8 +49,12 @@ class CompiledFunction:
         hyper_parameters: Mapping[str, Any] | None = None,
         strategy: str | None = None,
         origin: str | None = None,
+        simplify: bool = True,
+        disable: Iterable[str] = (),
     ):
         self.network = network
+        self.simplify = simplify
+        self.disable = resolve_disabled(disable)
         self.hyper_parameters = resolve_hyper_parameters(network, hyper_parameters or {})
         self.strategy = strategy
         self.origin = origin
@@ -138,11 +144,15 @@ class CompiledFunction:
     def _specialize(self, key: tuple[torch.Size | None, ...]) -> Specialization:
         shapes = {name: tuple(shape) for name, shape in zip(self._names, key) if shape is not None}
         bound = bind(self.network, self.hyper_parameters, shapes)
+        trace = None
+        if self.simplify:
+            trace = simplify_bound(bound, self.disable, strategy=self.strategy)
+            bound = trace.final
         contraction_plan = plan(bound, self.strategy)
         name = codegen.function_name(bound)
         source = codegen.emit(bound, contraction_plan, name, self.origin)
         function = codegen.load_source(source, name)
-        specialization = Specialization(bound, contraction_plan, source, name, function)
+        specialization = Specialization(bound, contraction_plan, source, name, function, trace)
         self._specializations[key] = specialization
         return specialization
 
@@ -174,6 +184,11 @@ class CompiledFunction:
     def bound(self) -> BoundNetwork:
         return self._latest().bound
 
+    @property
+    def trace(self) -> Trace | None:
+        """The rewrites of the most recent specialization (None with ``simplify=False``)."""
+        return self._latest().trace
+
     def __repr__(self) -> str:
         return f"<CompiledFunction {self.network.name}, {len(self._specializations)} specialization(s)>"
 
@@ -184,6 +199,8 @@ def compile(
     *,
     shapes: Mapping[str, Sequence[int]] | None = None,
     strategy: str | None = None,
+    simplify: bool = True,
+    disable: Iterable[str] = (),
     **hyper_parameters: Any,
 ) -> CompiledFunction:
     """Compile a network to a callable taking torch tensors.
@@ -192,11 +209,15 @@ def compile(
     mapping from operand names to shapes), the code for those shapes is built
     at once, so ``.source`` is ready before the first call. ``strategy`` names
     an opt_einsum path strategy ('optimal', 'dp', 'greedy', …); the default
-    picks 'optimal' for small terms and 'dp' for large ones.
+    picks 'optimal' for small terms and 'dp' for large ones. ``simplify`` runs
+    the rewrite pipeline of :mod:`tndiagram.rewrites` on each bound network;
+    ``disable`` names passes to skip, such as ``{"dense"}``.
     """
     if not isinstance(network, Network):
         raise TypeError(f"tndiagram.compile expects a Network, got {type(network).__name__}")
-    function = CompiledFunction(network, hyper_parameters, strategy, origin=_origin(network))
+    function = CompiledFunction(
+        network, hyper_parameters, strategy, origin=_origin(network), simplify=simplify, disable=disable
+    )
     if shapes is not None:
         function.specialize(**shapes)
     return function
