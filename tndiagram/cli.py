@@ -1,4 +1,4 @@
-"""The ``tndiagram`` command: check, show and compile diagram files."""
+"""The ``tndiagram`` command: check, show, compile, rewrite and draw diagram files."""
 
 from __future__ import annotations
 
@@ -114,6 +114,36 @@ def _command_compile(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _bound_for(arguments: argparse.Namespace, network: Network):
+    if not arguments.shape:
+        raise TNError(f"{arguments.command} needs the operand shapes: give --shape NAME=SIZES for each operand")
+    return bind(network, dict(arguments.set), dict(arguments.shape))
+
+
+def _command_rewrite(arguments: argparse.Namespace) -> int:
+    from .rewrites import simplify
+
+    network = _select(load(arguments.file), arguments.network)
+    trace = simplify(_bound_for(arguments, network), arguments.disable)
+    if arguments.trace:
+        print(trace)
+        print()
+    print(trace.final.network)
+    return 0
+
+
+def _command_draw(arguments: argparse.Namespace) -> int:
+    from .draw import render
+    from .rewrites import simplify
+
+    network = _select(load(arguments.file), arguments.network)
+    if arguments.rewritten:
+        network = simplify(_bound_for(arguments, network)).final.network
+    path = render(network, arguments.output)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tndiagram",
@@ -156,6 +186,37 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="OUT.py", help="the file to write the module to (default: standard output)"
     )
     compile_command.set_defaults(handler=_command_compile)
+
+    rewrite = commands.add_parser(
+        "rewrite",
+        help="simplify a network for given shapes and print the result",
+        description=(
+            "Bind one network to the given operand shapes, run the rewrite pipeline and print the"
+            " rewritten network; with --trace, first each firing with its planned cost."
+        ),
+    )
+    rewrite.add_argument("file", metavar="FILE", help="the diagram file to read")
+    _add_binding_options(rewrite)
+    rewrite.add_argument("--trace", action="store_true", help="print each pass that fired and the cost before and after")
+    rewrite.add_argument(
+        "--disable", metavar="PASS", action="append", default=[], help="a rewrite pass to skip; repeat for several"
+    )
+    rewrite.set_defaults(handler=_command_rewrite)
+
+    draw = commands.add_parser(
+        "draw",
+        help="draw a network as a tensor diagram (SVG or PNG)",
+        description=(
+            "Draw one network with Graphviz: tensors as nodes, indices as labelled edges, hyper-edges"
+            " as dots, output indices as loose legs. --rewritten draws it after the rewrite"
+            " pipeline, which needs --shape."
+        ),
+    )
+    draw.add_argument("file", metavar="FILE", help="the diagram file to read")
+    _add_binding_options(draw)
+    draw.add_argument("--rewritten", action="store_true", help="draw the network after the rewrite pipeline")
+    draw.add_argument("-o", "--output", metavar="OUT", required=True, help="the image to write, ending in .svg or .png")
+    draw.set_defaults(handler=_command_draw)
     return parser
 
 

@@ -2,9 +2,11 @@
 person can read, save and ship, with no import but torch.
 
 The emitted module defines one function named after the network. Constants
-(index patterns, deltas, all-ones vectors) are built on the first call for
-each (dtype, device) and cached in the module; the contraction follows the
-planned path, one ``torch.einsum`` per step.
+(index patterns, deltas, all-ones vectors, and the precomputed constants of a
+rewritten network) are built on the first call for each (dtype, device) and
+cached in the module; the contraction follows the planned path, one
+``torch.einsum`` per step. A view of a rewritten network becomes slicing,
+``torch.nn.functional.pad``, ``Tensor.unfold`` and reshapes of the operand.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Sequence
 from . import __version__, native
 from .bind import BoundNetwork
 from .errors import CodegenError
-from .ir import Factor
+from .ir import Factor, ViewStep
 from .plan import ContractionPlan, TermPlan
 from .printer import format_axes, format_value
 
@@ -77,7 +79,9 @@ class _Emitter:
         self.network = bound.network
         self.origin = origin
         self.lines: list[str] = []
-        self.letters = _letters(list(bound.sizes))
+        used = {i for term in bound.network.terms for f in term.factors for i in f.indices}
+        used.update(i for axis in bound.network.output for i in axis)
+        self.letters = _letters([index for index in bound.sizes if index in used])
         self.constant_names: dict[tuple, str] = {}
         self.constant_calls: list[str] = []
         self.uses_pattern = False
@@ -90,7 +94,23 @@ class _Emitter:
 
     def constant(self, factor: Factor) -> str:
         """Return the variable name of a constant, registering how to build it."""
+        key, prefix, call = self.constant_call(factor)
+        if key not in self.constant_names:
+            self.constant_names[key] = f"{prefix}_{sum(1 for k in self.constant_names if k[0] == key[0]) + 1}"
+            self.constant_calls.append(call)
+        return self.constant_names[key]
+
+    def constant_call(self, factor: Factor) -> tuple[tuple, str, str]:
+        """Return a constant's cache key, variable prefix and the expression that builds it."""
         sizes = self.bound.sizes
+        if factor.kind == "constant":
+            members = factor.param("factors")
+            letters = _letters(list(dict.fromkeys(i for m in members for i in m.indices)))
+            equation = ",".join("".join(letters[i] for i in m.indices) for m in members)
+            equation += "->" + "".join(letters[i] for i in factor.indices)
+            calls = ", ".join(self.constant_call(member)[2] for member in members)
+            key = ("constant", factor.sort_key(), tuple(sizes[i] for m in members for i in m.indices))
+            return key, "constant", f'torch.einsum("{equation}", {calls})'
         if factor.kind == "pattern":
             kernel, output, input = (sizes[axis[0]] for axis in factor.axes)
             params = dict(factor.params)
@@ -118,10 +138,28 @@ class _Emitter:
             prefix = "ones"
         else:
             raise CodegenError(f"unknown constant kind {factor.kind!r}")
-        if key not in self.constant_names:
-            self.constant_names[key] = f"{prefix}_{sum(1 for k in self.constant_names if k[0] == key[0]) + 1}"
-            self.constant_calls.append(call)
-        return self.constant_names[key]
+        return key, prefix, call
+
+    def operand(self, factor: Factor, lines: list[str]) -> str:
+        """Return the expression of an operand or view factor, adding the lines a view needs."""
+        declared = self.network.operand(factor.name).axes
+        sizes = self.bound.sizes
+        if factor.kind == "operand":
+            if factor.axes == declared:
+                return factor.name
+            shape = [sizes[i] for i in factor.indices]
+            return f"{factor.name}.reshape({_shape_text(shape)})"
+        source = factor.param("source")
+        variable = self.new_temporary()
+        lines.append(f"    # View of {factor.name}: {'; '.join(str(step) for step in factor.param('steps'))}")
+        start = factor.name
+        dims = [i for axis in source for i in axis]
+        if source != declared:
+            start = f"{factor.name}.reshape({_shape_text([sizes[i] for i in dims])})"
+        lines.append(f"    {variable} = {start}")
+        for step in factor.param("steps"):
+            lines.extend(f"    {variable} = {text}" for text in _view_step(variable, step, dims, sizes))
+        return variable
 
     def new_temporary(self) -> str:
         self.temporary += 1
@@ -133,7 +171,9 @@ class _Emitter:
         """Return the lines that compute one term and the expression of its value;
         a native kernel assigns its result to ``target``."""
         description = " * ".join(
-            f.name if f.kind == "operand" else f"{f.kind}{format_axes(f.axes)}" for f in term.factors
+            f.name if f.kind == "operand" else f"{f.kind} of {f.name}{format_axes(f.axes)}" if f.kind == "view"
+            else f"{f.kind}{format_axes(f.axes)}"
+            for f in term.factors
         )
         lines = [
             f"    # Term {number}: {description}",
@@ -150,7 +190,7 @@ class _Emitter:
             if term.coefficient != 1:
                 expression = f"{expression} * {_number(term.coefficient)}"
             return lines + native_lines, expression
-        live = [self.constant(f) if f.is_constant else f.name for f in term.factors]
+        live = [self.constant(f) if f.is_constant else self.operand(f, lines) for f in term.factors]
         expression = live[0]
         for position, step in enumerate(term.steps):
             operands = [live[p] for p in step.operands]
@@ -188,13 +228,13 @@ class _Emitter:
                 match = native.match_convolution(term.factors, term.output)
                 if match is not None:
                     self.matches[number] = match
-        # Einsum steps need single-index axes; native kernels take grouped axes as they are.
+        # Einsum steps and views need single-index axes; native kernels take grouped axes as they are.
         einsum_operands = {
             f.name
             for number, term in enumerate(self.plan.terms, start=1)
             if number not in self.matches
             for f in term.factors
-            if f.kind == "operand"
+            if f.kind in ("operand", "view")
         }
         split = [o for o in present if any(len(axis) > 1 for axis in o.axes) and o.name in einsum_operands]
         self.split_operands = {o.name for o in split}
@@ -294,6 +334,56 @@ class _Emitter:
         if lines[-3].startswith("Einsum letters: ") and lines[-3] == "Einsum letters: ":
             del lines[-3]
         return "\n".join(lines)
+
+
+def _index_text(dimension: int, start: int, stop: int, step: int) -> str:
+    """Return ``[:, :, start:stop:step]``, slicing dimension ``dimension``."""
+    entry = f"{start if start else ''}:{stop}" + (f":{step}" if step != 1 else "")
+    return "[" + ", ".join([":"] * dimension + [entry]) + "]"
+
+
+def _pad_and_slice(
+    variable: str, dimension: int, count: int, low: int, high: int, length: int, step: int = 1
+) -> list[str]:
+    """Return right-hand sides that read positions low, low + step, …, high of a
+    dimension of size ``length``, zero-padding the part that falls outside."""
+    left, right = max(0, -low), max(0, high - (length - 1))
+    lines = []
+    if left or right:
+        pairs = (0, 0) * (count - 1 - dimension) + (left, right)
+        lines.append(f"torch.nn.functional.pad({variable}, {pairs})")
+    start, stop = low + left, high + left + 1
+    if start != 0 or stop != length + left + right or step != 1:
+        lines.append(f"{variable}{_index_text(dimension, start, stop, step)}")
+    return lines
+
+
+def _view_step(variable: str, step: ViewStep, dims: list[str], sizes: dict[str, int]) -> list[str]:
+    """Return the right-hand sides that apply one view step to ``variable``, updating ``dims``."""
+    dimension = dims.index(step.source[0])
+    count = len(dims)
+    dims[dimension : dimension + len(step.source)] = list(step.target)
+    length = sizes[step.source[0]]
+    if step.kind == "slice":
+        size = sizes[step.target[0]]
+        high = step.start + step.step * (size - 1)
+        return _pad_and_slice(variable, dimension, count, step.start, high, length, step.step)
+    if step.kind == "unfold":
+        output, kernel = (sizes[i] for i in step.target)
+        span = step.dilation * (kernel - 1) + 1
+        high = step.start + step.step * (output - 1) + span - 1
+        lines = _pad_and_slice(variable, dimension, count, step.start, high, length)
+        lines.append(f"{variable}.unfold({dimension}, {span}, {step.step})")
+        if step.dilation != 1:
+            lines.append(f"{variable}[..., ::{step.dilation}]")
+        if dimension + 1 != count:
+            lines.append(f"{variable}.movedim(-1, {dimension + 1})")
+        return lines
+    if step.kind == "split":
+        return [f"{variable}.unflatten({dimension}, ({_shape_text(sizes[i] for i in step.target)}))"]
+    if step.kind == "merge":
+        return [f"{variable}.flatten({dimension}, {dimension + 1})"]
+    return [f"{variable}.select({dimension}, {step.start})"]
 
 
 RESERVED_NAMES = ("torch", "constants", "index_pattern", "kronecker_delta")

@@ -5,8 +5,8 @@ Graph nodes are of two kinds:
 
 * tensor nodes, ids ``"t0"``, ``"t1"``, … in factor order, plus one ``"output"``
   node. Attributes: ``kind`` (``"operand"``, ``"pattern"``, ``"delta"``,
-  ``"ones"`` or ``"output"``), ``name`` (the operand name, or the kind for a
-  constant), ``axes`` (a tuple of axes; an axis is a tuple of index names, more
+  ``"ones"``, ``"output"``, or, only in rewritten networks, ``"view"`` and
+  ``"constant"``), ``name`` (the operand name, or the kind for a constant), ``axes`` (a tuple of axes; an axis is a tuple of index names, more
   than one for a group such as ``(g c)``), ``params`` (a pattern's
   hyper-parameters as sorted ``(name, value)`` pairs) and ``span`` (the source).
 * index nodes, ids ``("index", name)``. Attribute ``family`` is true for an
@@ -17,6 +17,15 @@ An edge joins a tensor node and each index it carries; its ``positions``
 attribute lists the axes (and places inside a group) where the index sits. An
 index that joins three or more tensors, or a tensor and the output, is an
 ordinary hyper-edge: one index node with several edges.
+
+The rewrite passes of :mod:`tndiagram.rewrites` add two kinds. A ``"view"``
+factor is an operand read through a chain of :class:`ViewStep` (slices,
+windows, reshapes), stored in ``params`` as ``source`` (the axes of the
+operand) and ``steps``; its ``axes`` are single indices. A ``"constant"``
+factor is a precomputed tensor: the contraction of the constant factors in
+``params["factors"]`` down to its ``axes``. An operand factor of a rewritten
+network may also split a declared axis into a group of several indices, which
+reads the operand reshaped.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ __all__ = [
     "HyperParameter",
     "SizeDeclaration",
     "Factor",
+    "ViewStep",
     "Term",
     "Network",
     "IRError",
@@ -48,7 +58,8 @@ __all__ = [
 
 Axis = tuple[str, ...]
 FAMILY_SUFFIX = "..."
-CONSTANT_KINDS = ("pattern", "delta", "ones")
+CONSTANT_KINDS = ("pattern", "delta", "ones", "constant")
+VIEW_STEP_KINDS = ("slice", "unfold", "split", "merge", "select")
 
 
 class IRError(TNError):
@@ -143,6 +154,75 @@ class Factor:
 
     def sort_key(self) -> tuple:
         return (self.kind, self.name, self.axes, tuple((k, repr(v)) for k, v in self.params))
+
+
+@dataclass(frozen=True)
+class ViewStep:
+    """One step of a view: it replaces the ``source`` dimensions of a tensor,
+    in place, by the ``target`` dimensions.
+
+    Kinds, with positions outside the source read as zero:
+
+    * ``slice``: ``source = (i,)``, ``target = (o,)``; ``out[o] = in[start + step·o]``.
+    * ``unfold``: ``source = (i,)``, ``target = (o, k)``;
+      ``out[o, k] = in[start + step·o + dilation·k]``.
+    * ``split``: ``source = (i,)``, ``target = (a, b)``; ``out[a, b] = in[a·size(b) + b]``.
+    * ``merge``: ``source = (a, b)``, adjacent, ``target = (m,)``; the inverse of split.
+    * ``select``: ``source = (i,)``, ``target = ()``; ``out = in[start]``.
+    """
+
+    kind: str
+    source: tuple[str, ...]
+    target: tuple[str, ...]
+    start: int = 0
+    step: int = 1
+    dilation: int = 1
+
+    def __str__(self) -> str:
+        if self.kind == "slice":
+            return f"{self.source[0]} = {_affine(((self.step, self.target[0]),), self.start)}"
+        if self.kind == "unfold":
+            terms = ((self.step, self.target[0]), (self.dilation, self.target[1]))
+            return f"{self.source[0]} = {_affine(terms, self.start)}"
+        if self.kind == "split":
+            return f"{self.source[0]} = ({' '.join(self.target)})"
+        if self.kind == "merge":
+            return f"({' '.join(self.source)}) = {self.target[0]}"
+        return f"{self.source[0]} = {self.start}"
+
+
+def _affine(terms: tuple[tuple[int, str], ...], constant: int) -> str:
+    """Return ``2*o + k - 1`` for terms ((2, 'o'), (1, 'k')) and constant -1."""
+    text = " + ".join(name if factor == 1 else f"{factor}*{name}" for factor, name in terms)
+    if constant > 0:
+        text += f" + {constant}"
+    elif constant < 0:
+        text += f" - {-constant}"
+    return text
+
+
+def apply_view_steps(indices: tuple[str, ...], steps: Iterable[ViewStep]) -> tuple[str, ...]:
+    """Return the dimensions left after applying ``steps`` to dimensions ``indices``.
+
+    Raises :class:`IRError` if a step's source dimensions are not present (and
+    adjacent, in order) or its target dimensions clash with present ones.
+    """
+    dims = list(indices)
+    for step in steps:
+        if step.kind not in VIEW_STEP_KINDS:
+            raise IRError(f"unknown view step kind {step.kind!r}")
+        expected = {"slice": (1, 1), "unfold": (1, 2), "split": (1, 2), "merge": (2, 1), "select": (1, 0)}[step.kind]
+        if (len(step.source), len(step.target)) != expected:
+            raise IRError(f"view step {step.kind} needs {expected[0]} source and {expected[1]} target indices")
+        first = step.source[0]
+        if first not in dims or tuple(dims[dims.index(first) : dims.index(first) + len(step.source)]) != step.source:
+            raise IRError(f"view step {step} needs the dimensions {step.source} in order, but the view has {tuple(dims)}")
+        remaining = [d for d in dims if d not in step.source]
+        if any(t in remaining for t in step.target) or len(set(step.target)) != len(step.target):
+            raise IRError(f"view step {step} makes an index that the view already has")
+        position = dims.index(first)
+        dims[position : position + len(step.source)] = list(step.target)
+    return tuple(dims)
 
 
 class Term:
@@ -300,6 +380,12 @@ class Network:
 
         return format_network(self)
 
+    def _repr_svg_(self) -> str:
+        """Draw the network for Jupyter (needs Graphviz, see :mod:`tndiagram.draw`)."""
+        from .draw import svg
+
+        return svg(self)
+
     def __repr__(self) -> str:
         return f"<Network {self.name}: {len(self.terms)} term(s), operands {', '.join(self.operand_names)}>"
 
@@ -340,24 +426,53 @@ def verify(network: Network) -> Network:
             actual = {graph.nodes[n]["name"]: graph.edges[node, n]["positions"] for n in graph[node]}
             if actual != expected:
                 raise IRError(f"{where}: the edges of tensor {data['name']!r} do not match its axes")
-            if data["kind"] == "operand":
+            if data["kind"] in ("operand", "view"):
                 if data["name"] not in operand_names:
                     raise IRError(f"{where}: tensor {data['name']!r} is not an operand of the network")
                 declared = network.operand(data["name"]).axes
-                if [len(a) for a in declared] != [len(a) for a in data["axes"]]:
+                used = data["axes"] if data["kind"] == "operand" else dict(data["params"]).get("source", ())
+                # A rewrite may split a declared axis into a group, so only the rank must match.
+                if len(declared) != len(used):
                     raise IRError(
-                        f"{where}: operand {data['name']!r} is used with axes {data['axes']},"
+                        f"{where}: operand {data['name']!r} is used with axes {used},"
                         f" which do not match its declaration {declared}"
                     )
+                if data["kind"] == "view":
+                    _verify_view(where, data)
             elif data["kind"] == "pattern" and len(data["axes"]) != 3:
                 raise IRError(f"{where}: an index pattern needs 3 axes (kernel, output, input)")
             elif data["kind"] == "delta" and len(data["axes"]) < 2:
                 raise IRError(f"{where}: a Kronecker delta needs at least 2 axes")
             elif data["kind"] == "ones" and len(data["axes"]) != 1:
                 raise IRError(f"{where}: an all-ones vector needs 1 axis")
-            elif data["kind"] not in ("operand", "output") + CONSTANT_KINDS:
+            elif data["kind"] == "constant":
+                _verify_constant(where, data)
+            elif data["kind"] not in ("operand", "output", "view") + CONSTANT_KINDS:
                 raise IRError(f"{where}: unknown tensor kind {data['kind']!r}")
         for node, data in graph.nodes(data=True):
             if data["kind"] == "index" and graph.degree(node) == 0:
                 raise IRError(f"{where}: index {data['name']!r} touches no tensor")
     return network
+
+
+def _verify_view(where: str, data: dict) -> None:
+    params = dict(data["params"])
+    source = tuple(index for axis in params.get("source", ()) for index in axis)
+    if any(len(axis) != 1 for axis in data["axes"]):
+        raise IRError(f"{where}: a view of {data['name']!r} must have single-index axes, got {data['axes']}")
+    result = apply_view_steps(source, params.get("steps", ()))
+    if result != tuple(axis[0] for axis in data["axes"]):
+        raise IRError(f"{where}: the steps of the view of {data['name']!r} give {result}, not its axes {data['axes']}")
+
+
+def _verify_constant(where: str, data: dict) -> None:
+    params = dict(data["params"])
+    members = params.get("factors", ())
+    if not members or not all(isinstance(m, Factor) and m.is_constant for m in members):
+        raise IRError(f"{where}: a precomputed constant needs one or more constant factors")
+    if any(len(axis) != 1 for axis in data["axes"]):
+        raise IRError(f"{where}: a precomputed constant must have single-index axes, got {data['axes']}")
+    carried = {index for member in members for index in member.indices}
+    missing = [axis[0] for axis in data["axes"] if axis[0] not in carried]
+    if missing:
+        raise IRError(f"{where}: a precomputed constant has index {missing[0]!r}, which none of its factors carries")

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from math import prod
 from typing import Mapping, Sequence
 
-from .ir import Axis, Factor
+from .ir import Axis, Factor, Term
 
-__all__ = ["NativeConvolution", "match_convolution", "emit_convolution"]
+__all__ = ["NativeConvolution", "match_convolution", "match_term", "emit_convolution"]
 
 MAX_NATIVE_DIMENSIONS = 3
 LINE_WIDTH = 100
@@ -166,6 +166,14 @@ def match_convolution(factors: Sequence[Factor], output: Sequence[str]) -> Nativ
         tuple(tuple(p["padding"]) for p in params),
         tuple(p["dilation"] for p in params),
     )
+
+
+def match_term(term: Term) -> NativeConvolution | None:
+    """Return how a term lowers to a native convolution, or None; the term's
+    output is the network's output indices that its factors carry."""
+    present = {index for factor in term.factors for index in factor.indices}
+    output = [index for axis in term.output for index in axis if index in present]
+    return match_convolution(term.factors, output)
 
 
 def _text(values: Sequence[int]) -> str:

@@ -1,4 +1,12 @@
-"""Write a :class:`~tndiagram.ir.Network` back as diagram text that parses to an equal network."""
+"""Write a :class:`~tndiagram.ir.Network` back as diagram text that parses to an equal network.
+
+A rewritten network may hold views and precomputed constants, which the
+grammar has no syntax for. They print readably but do not parse: a view as
+``x{i1 = 2*o1 + j1 - 1}[n, c, o1, j1]`` (the operand, how its source indices
+follow from the new ones, the resulting axes) and a constant as
+``constant{pattern[j1, o1, i1](...)}[j1, i1]`` (the factors it contracts and
+the axes it keeps). Such a network prints with a comment line that says so.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +44,13 @@ def format_factor(factor: Factor, declared: dict[str, tuple[Axis, ...]] | None =
     """Return one factor as text; an operand with its declared axes prints as its name."""
     if factor.kind == "operand" and declared is not None and declared.get(factor.name) == factor.axes:
         return factor.name
+    if factor.kind == "view":
+        source = format_axes(factor.param("source"))
+        steps = "; ".join(str(step) for step in factor.param("steps"))
+        return f"{factor.name}{source}{{{steps}}}{format_axes(factor.axes)}"
+    if factor.kind == "constant":
+        members = " * ".join(format_factor(member) for member in factor.param("factors"))
+        return f"constant{{{members}}}{format_axes(factor.axes)}"
     if factor.kind == "pattern":
         arguments = ", ".join(f"{key}={format_value(value)}" for key, value in factor.params)
         return f"pattern{format_axes(factor.axes)}({arguments})"
@@ -69,7 +84,10 @@ def format_network(network: Network) -> str:
     signature = ", ".join(operands)
     if hyper:
         signature += "; " + ", ".join(hyper)
-    lines = [f"network {network.name}({signature}) {{"]
+    lines = []
+    if any(f.kind in ("view", "constant") for term in network.terms for f in term.factors):
+        lines.append("# Rewritten network: its views x{...}[...] and constants constant{...}[...] do not parse.")
+    lines.append(f"network {network.name}({signature}) {{")
     for declaration in network.sizes:
         lines.append(f"    size {declaration.index} = {sympy.sstr(declaration.expression)}")
     head = f"    {network.output_name}{format_axes(network.output)} ="

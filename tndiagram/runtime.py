@@ -8,16 +8,18 @@ devices before it calls the generated function.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from . import codegen
+from . import codegen, native
 from .bind import BoundNetwork, bind, resolve_hyper_parameters
 from .errors import ShapeError
 from .ir import Network
 from .plan import ContractionPlan, plan
+from .rewrites import Trace, resolve_disabled, simplify as simplify_bound
 
 __all__ = ["Specialization", "CompiledFunction", "compile"]
 
@@ -31,6 +33,7 @@ class Specialization:
     source: str
     function_name: str
     function: Callable[..., torch.Tensor]
+    trace: Trace | None = None
 
 
 class CompiledFunction:
@@ -47,9 +50,13 @@ class CompiledFunction:
         hyper_parameters: Mapping[str, Any] | None = None,
         strategy: str | None = None,
         origin: str | None = None,
+        simplify: bool = True,
+        disable: Iterable[str] = (),
         native: bool = True,
     ):
         self.network = network
+        self.simplify = simplify
+        self.disable = resolve_disabled(disable)
         self.native = native
         self.hyper_parameters = resolve_hyper_parameters(network, hyper_parameters or {})
         self.strategy = strategy
@@ -145,13 +152,38 @@ class CompiledFunction:
     def _specialize(self, key: tuple[torch.Size | None, ...]) -> Specialization:
         shapes = {name: tuple(shape) for name, shape in zip(self._names, key) if shape is not None}
         bound = bind(self.network, self.hyper_parameters, shapes)
+        trace = None
+        if self.simplify:
+            bound, trace = self._simplify(bound)
         contraction_plan = plan(bound, self.strategy)
         name = codegen.function_name(bound)
         source = codegen.emit(bound, contraction_plan, name, self.origin, self.native)
         function = codegen.load_source(source, name)
-        specialization = Specialization(bound, contraction_plan, source, name, function)
+        specialization = Specialization(bound, contraction_plan, source, name, function, trace)
         self._specializations[key] = specialization
         return specialization
+
+    def _simplify(self, bound: BoundNetwork) -> tuple[BoundNetwork, Trace | None]:
+        """Run the rewrite pipeline on the terms that no native kernel computes.
+
+        A term that is exactly a convolution (or one of its VJPs) runs faster in
+        torch's kernel than in any rewritten einsum, so it stays as it is.
+        """
+        kept = [t for t in bound.network.terms if self.native and native.match_term(t)]
+        if not kept:
+            trace = simplify_bound(bound, self.disable, strategy=self.strategy)
+            return trace.final, trace
+        others = tuple(t for t in bound.network.terms if t not in kept)
+        if not others:
+            return bound, None
+        rest = dataclasses.replace(bound, network=bound.network.replace(terms=others))
+        trace = simplify_bound(rest, self.disable, strategy=self.strategy)
+        if trace.final.network.output != bound.network.output:
+            # The kept terms are written against the original output axes.
+            return bound, None
+        network = trace.final.network.replace(terms=trace.final.network.terms + tuple(kept))
+        sizes = {**bound.sizes, **trace.final.sizes}
+        return dataclasses.replace(trace.final, network=network, sizes=sizes), trace
 
     # -- inspection -------------------------------------------------------
 
@@ -181,6 +213,11 @@ class CompiledFunction:
     def bound(self) -> BoundNetwork:
         return self._latest().bound
 
+    @property
+    def trace(self) -> Trace | None:
+        """The rewrites of the most recent specialization (None with ``simplify=False``)."""
+        return self._latest().trace
+
     def __repr__(self) -> str:
         return f"<CompiledFunction {self.network.name}, {len(self._specializations)} specialization(s)>"
 
@@ -191,6 +228,8 @@ def compile(
     *,
     shapes: Mapping[str, Sequence[int]] | None = None,
     strategy: str | None = None,
+    simplify: bool = True,
+    disable: Iterable[str] = (),
     native: bool = True,
     **hyper_parameters: Any,
 ) -> CompiledFunction:
@@ -200,14 +239,24 @@ def compile(
     mapping from operand names to shapes), the code for those shapes is built
     at once, so ``.source`` is ready before the first call. ``strategy`` names
     an opt_einsum path strategy ('optimal', 'dp', 'greedy', …); the default
-    picks 'optimal' for small terms and 'dp' for large ones. With ``native``
-    (the default), a term that is exactly a convolution, its input VJP or its
-    weight VJP runs torch's convolution kernel; ``native=False`` keeps the
-    pure einsum lowering.
+    picks 'optimal' for small terms and 'dp' for large ones. ``simplify`` runs
+    the rewrite pipeline of :mod:`tndiagram.rewrites` on each bound network;
+    ``disable`` names passes to skip, such as ``{"dense"}``.
+    With ``native`` (the default), a term that is exactly a convolution, its
+    input VJP or its weight VJP runs torch's convolution kernel and is left out
+    of the rewrites; ``native=False`` keeps the pure einsum lowering.
     """
     if not isinstance(network, Network):
         raise TypeError(f"tndiagram.compile expects a Network, got {type(network).__name__}")
-    function = CompiledFunction(network, hyper_parameters, strategy, origin=_origin(network), native=native)
+    function = CompiledFunction(
+        network,
+        hyper_parameters,
+        strategy,
+        origin=_origin(network),
+        simplify=simplify,
+        disable=disable,
+        native=native,
+    )
     if shapes is not None:
         function.specialize(**shapes)
     return function
