@@ -63,6 +63,15 @@ def _letters(indices: Sequence[str]) -> dict[str, str]:
     return letters
 
 
+def _canonical_equation(equation: str) -> str:
+    """Rename an einsum equation's letters in order of first appearance."""
+    names: dict[str, str] = {}
+    for character in equation:
+        if character.isalpha() and character not in names:
+            names[character] = string.ascii_letters[len(names)]
+    return "".join(names.get(c, c) for c in equation)
+
+
 def _number(value: float) -> str:
     return repr(int(value)) if float(value).is_integer() else repr(float(value))
 
@@ -74,6 +83,8 @@ def _shape_text(shape: Sequence[int]) -> str:
 class _Emitter:
     def __init__(self, bound: BoundNetwork, plan: ContractionPlan, origin: str | None, native: bool = True):
         self.native = native
+        # Variables already computed, by what computes them, for reuse.
+        self.reused: dict[tuple, str] = {}
         self.bound = bound
         self.plan = plan
         self.network = bound.network
@@ -109,8 +120,9 @@ class _Emitter:
             equation = ",".join("".join(letters[i] for i in m.indices) for m in members)
             equation += "->" + "".join(letters[i] for i in factor.indices)
             calls = ", ".join(self.constant_call(member)[2] for member in members)
-            key = ("constant", factor.sort_key(), tuple(sizes[i] for m in members for i in m.indices))
-            return key, "constant", f'torch.einsum("{equation}", {calls})'
+            call = f'torch.einsum("{equation}", {calls})'
+            # The call text fixes the value, so equal constants share one tensor.
+            return ("constant", call), "constant", call
         if factor.kind == "pattern":
             kernel, output, input = (sizes[axis[0]] for axis in factor.axes)
             params = dict(factor.params)
@@ -145,20 +157,29 @@ class _Emitter:
         declared = self.network.operand(factor.name).axes
         sizes = self.bound.sizes
         if factor.kind == "operand":
-            if factor.axes == declared:
+            # A re-indexed use with the declared groups reads the same tensor.
+            if [len(axis) for axis in factor.axes] == [len(axis) for axis in declared]:
                 return factor.name
             shape = [sizes[i] for i in factor.indices]
             return f"{factor.name}.reshape({_shape_text(shape)})"
         source = factor.param("source")
         variable = self.new_temporary()
-        lines.append(f"    # View of {factor.name}: {'; '.join(str(step) for step in factor.param('steps'))}")
         start = factor.name
         dims = [i for axis in source for i in axis]
-        if source != declared:
+        if [len(axis) for axis in source] != [len(axis) for axis in declared]:
             start = f"{factor.name}.reshape({_shape_text([sizes[i] for i in dims])})"
-        lines.append(f"    {variable} = {start}")
+        view_lines = [f"    {variable} = {start}"]
         for step in factor.param("steps"):
-            lines.extend(f"    {variable} = {text}" for text in _view_step(variable, step, dims, sizes))
+            view_lines.extend(f"    {variable} = {text}" for text in _view_step(variable, step, dims, sizes))
+        # A view built the same way before (such as the second copy of x in a
+        # Kronecker factor) is the same tensor.
+        key = ("view",) + tuple(line.replace(variable, "@") for line in view_lines)
+        if key in self.reused:
+            self.temporary -= 1
+            return self.reused[key]
+        self.reused[key] = variable
+        lines.append(f"    # View of {factor.name}: {'; '.join(str(step) for step in factor.param('steps'))}")
+        lines.extend(view_lines)
         return variable
 
     def new_temporary(self) -> str:
@@ -199,11 +220,19 @@ class _Emitter:
             if len(step.inputs) == 1 and tuple(step.inputs[0]) == tuple(step.output):
                 expression = operands[0]
             else:
-                expression = f'torch.einsum("{self.einsum(step.inputs, step.output)}", {", ".join(operands)})'
+                equation = self.einsum(step.inputs, step.output)
+                expression = f'torch.einsum("{equation}", {", ".join(operands)})'
             if position < len(term.steps) - 1:
+                # The same contraction of the same tensors, up to index names, is computed once.
+                key = ("step", _canonical_equation(equation), tuple(operands)) if expression.startswith("torch.einsum") else None
+                if key is not None and key in self.reused:
+                    live.append(self.reused[key])
+                    continue
                 target = self.new_temporary()
                 lines.append(f"    {target} = {expression}")
                 live.append(target)
+                if key is not None:
+                    self.reused[key] = target
         if term.coefficient != 1:
             expression = f"{expression} * {_number(term.coefficient)}"
         return lines, expression
