@@ -12,13 +12,14 @@ cached in the module; the contraction follows the planned path, one
 from __future__ import annotations
 
 import string
+from math import prod
 from typing import Sequence
 
 from . import __version__, native
 from .bind import BoundNetwork
 from .errors import CodegenError
 from .ir import Factor, ViewStep
-from .plan import ContractionPlan, TermPlan
+from .plan import ContractionPlan, ContractionStep, TermPlan
 from .printer import format_axes, format_value
 
 __all__ = ["emit", "function_name", "load_source"]
@@ -217,8 +218,13 @@ class _Emitter:
             operands = [live[p] for p in step.operands]
             for p in sorted(step.operands, reverse=True):
                 live.pop(p)
+            gram = self.gram(step, operands)
             if len(step.inputs) == 1 and tuple(step.inputs[0]) == tuple(step.output):
                 expression = operands[0]
+            elif gram is not None:
+                gram_lines, expression = gram
+                lines.extend(gram_lines)
+                equation = ""
             else:
                 equation = self.einsum(step.inputs, step.output)
                 expression = f'torch.einsum("{equation}", {", ".join(operands)})'
@@ -236,6 +242,47 @@ class _Emitter:
         if term.coefficient != 1:
             expression = f"{expression} * {_number(term.coefficient)}"
         return lines, expression
+
+    def gram(self, step: ContractionStep, operands: Sequence[str]) -> tuple[list[str], str] | None:
+        """Return code for a step that contracts a tensor with itself (a Gram matrix U Uᵀ).
+
+        torch.einsum would copy the tensor twice into matrix layout; here it is
+        copied once and multiplied with its own transpose. Axes that carry the
+        same index on both sides are batch axes (kept) or contracted (summed);
+        the others are the two free sides of the Gram matrix.
+        """
+        if len(operands) != 2 or operands[0] != operands[1]:
+            return None
+        left, right = step.inputs
+        output = set(step.output)
+        batch, free_left, free_right, contracted = [], [], [], []
+        for a, b in zip(left, right):
+            if a == b:
+                (batch if a in output else contracted).append(a)
+            elif a in output and b in output and a not in right and b not in left:
+                free_left.append(a)
+                free_right.append(b)
+            else:
+                return None
+        if not contracted or not free_left or set(batch + free_left + free_right) != output:
+            return None
+        sizes = self.bound.sizes
+        size = lambda indices: prod(sizes[i] for i in indices)  # noqa: E731
+        order = batch + free_left + contracted
+        permutation = [list(left).index(i) for i in order]
+        matrix = self.new_temporary()
+        lines = [
+            f"    # {operands[0]} contracted with itself: one copy in matrix layout, then U Uᵀ.",
+            f"    {matrix} = {operands[0]}.permute({_shape_text(permutation)})"
+            f".reshape({size(batch)}, {size(free_left)}, {size(contracted)})",
+        ]
+        result = f"torch.bmm({matrix}, {matrix}.transpose(1, 2))"
+        shape = [sizes[i] for i in batch + free_left + free_right]
+        result += f".reshape({_shape_text(shape)})"
+        current = batch + free_left + free_right
+        if current != list(step.output):
+            result += f".permute({_shape_text([current.index(i) for i in step.output])})"
+        return lines, result
 
     def operand_axes(self, factor: Factor) -> tuple:
         """The axes an operand's variable has in the code: split into single indices or not."""
