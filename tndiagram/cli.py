@@ -58,15 +58,19 @@ def _select(program: Program, name: str | None) -> Network:
     return program[name]
 
 
-def _add_binding_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--network", metavar="NAME", help="the network to use; needed when the file defines several")
+def _add_binding_options(parser: argparse.ArgumentParser, network_help: str, shape_required: bool) -> None:
+    parser.add_argument("--network", metavar="NAME", help=network_help)
     parser.add_argument(
         "--shape",
         metavar="NAME=SIZES",
         action="append",
         type=_parse_shape,
         default=[],
-        help="the shape of an operand, such as x=8,3,32,32; repeat for each operand",
+        required=shape_required,
+        help=(
+            "the shape of operand NAME as comma-separated sizes, such as x=8,3,32,32; repeat for"
+            " each operand. An optional operand without --shape is left out"
+        ),
     )
     parser.add_argument(
         "--set",
@@ -74,7 +78,11 @@ def _add_binding_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         type=_parse_setting,
         default=[],
-        help="a hyper-parameter value as a Python literal, such as stride=2, padding=(1,2) or padding=same",
+        help=(
+            "set hyper-parameter NAME to VALUE, read as a Python literal such as stride=2 or"
+            " padding=(1,2); a bare word is a string, as in padding=same. Repeat for each"
+            " hyper-parameter"
+        ),
     )
 
 
@@ -103,8 +111,6 @@ def _command_show(arguments: argparse.Namespace) -> int:
 def _command_compile(arguments: argparse.Namespace) -> int:
     program = load(arguments.file)
     network = _select(program, arguments.network)
-    if not arguments.shape:
-        raise TNError("compile needs the operand shapes: give --shape NAME=SIZES for each operand")
     function = compile_network(network, shapes=dict(arguments.shape), **dict(arguments.set))
     if arguments.output in (None, "-"):
         sys.stdout.write(function.source)
@@ -148,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tndiagram",
         description="Compile tensor-network diagram files (.tn) to PyTorch functions.",
+        epilog="Run 'tndiagram COMMAND --help' for the options of a command.",
     )
     parser.add_argument("--version", action="version", version=f"tndiagram {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -155,7 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check",
         help="parse a diagram file and report errors",
-        description="Parse FILE and check every network; exit 0 if valid, 1 with the error otherwise.",
+        description=(
+            "Parse FILE and check every network in it. The exit status is 0 if the file is valid,"
+            " and 1 if it is not, with the error printed as file:line:column, the source line and a caret."
+        ),
     )
     check.add_argument("file", metavar="FILE", help="the diagram file to check")
     check.set_defaults(handler=_command_check)
@@ -169,7 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     show.add_argument("file", metavar="FILE", help="the diagram file to show")
-    _add_binding_options(show)
+    _add_binding_options(
+        show,
+        network_help="the network to show (default: every network; needed with --shape when FILE defines several)",
+        shape_required=False,
+    )
     show.set_defaults(handler=_command_show)
 
     compile_command = commands.add_parser(
@@ -181,7 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     compile_command.add_argument("file", metavar="FILE", help="the diagram file to compile")
-    _add_binding_options(compile_command)
+    _add_binding_options(
+        compile_command,
+        network_help="the network to compile; needed when FILE defines several",
+        shape_required=True,
+    )
     compile_command.add_argument(
         "-o", "--output", metavar="OUT.py", help="the file to write the module to (default: standard output)"
     )
@@ -230,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except OSError as error:
-        print(f"error: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
+        # Reading FILE and writing --output both end here, so the message names the path only.
+        print(f"error: {error.filename}: {error.strerror}", file=sys.stderr)
         return 1
 
 
