@@ -64,5 +64,7 @@ def test_rewrite_command_prints_trace_and_network(capsys):
 
 
 def test_rewrite_command_needs_shapes(capsys):
-    assert main(["rewrite", "examples/conv1d.tn"]) == 1
-    assert "needs the operand shapes" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["rewrite", "examples/conv1d.tn"])
+    assert exit_info.value.code == 2
+    assert "--shape" in capsys.readouterr().err

@@ -214,7 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     rewrite.add_argument("file", metavar="FILE", help="the diagram file to read")
-    _add_binding_options(rewrite)
+    _add_binding_options(
+        rewrite,
+        network_help="the network to rewrite; needed when FILE defines several",
+        shape_required=True,
+    )
     rewrite.add_argument("--trace", action="store_true", help="print each pass that fired and the cost before and after")
     rewrite.add_argument(
         "--disable", metavar="PASS", action="append", default=[], help="a rewrite pass to skip; repeat for several"
@@ -231,7 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     draw.add_argument("file", metavar="FILE", help="the diagram file to read")
-    _add_binding_options(draw)
+    _add_binding_options(
+        draw,
+        network_help="the network to draw; needed when FILE defines several",
+        shape_required=False,
+    )
     draw.add_argument("--rewritten", action="store_true", help="draw the network after the rewrite pipeline")
     draw.add_argument("-o", "--output", metavar="OUT", required=True, help="the image to write, ending in .svg or .png")
     draw.set_defaults(handler=_command_draw)
