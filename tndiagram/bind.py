@@ -410,9 +410,10 @@ def _bind_operand_shapes(network: Network, shapes: Mapping[str, tuple[int, ...]]
                 f" for axes {_describe(operand.axes)}",
                 operand.span,
             )
-        for number, (axis, size) in enumerate(zip(operand.axes, shape)):
-            if len(axis) == 1:
-                solver.set(axis[0], size, f"operand {operand.name!r} axis {number}", operand.span, True)
+        for axes in _operand_uses(network, operand):
+            for number, (axis, size) in enumerate(zip(axes, shape)):
+                if len(axis) == 1:
+                    solver.set(axis[0], size, f"operand {operand.name!r} axis {number}", operand.span, True)
 
 
 def _group_constraints(network: Network, shapes: Mapping[str, tuple[int, ...]]) -> list[tuple[Axis, int, str, Span | None]]:
@@ -420,11 +421,23 @@ def _group_constraints(network: Network, shapes: Mapping[str, tuple[int, ...]]) 
     for operand in network.operands:
         if operand.name not in shapes:
             continue
-        for number, axis in enumerate(operand.axes):
-            if len(axis) > 1:
-                origin = f"operand {operand.name!r} axis {number} ({' '.join(axis)})"
-                constraints.append((axis, shapes[operand.name][number], origin, operand.span))
+        for axes in _operand_uses(network, operand):
+            for number, axis in enumerate(axes):
+                if len(axis) > 1:
+                    origin = f"operand {operand.name!r} axis {number} ({' '.join(axis)})"
+                    constraints.append((axis, shapes[operand.name][number], origin, operand.span))
     return constraints
+
+
+def _operand_uses(network: Network, operand: Operand) -> list[tuple[Axis, ...]]:
+    """Return the declared axes of an operand and the axes of each re-indexed use,
+    because a use such as x[n, c2, i2] gives c2 and i2 the sizes of x's axes."""
+    uses = [operand.axes]
+    for term in network.terms:
+        for factor in term.factors:
+            if factor.kind == "operand" and factor.name == operand.name and factor.axes not in uses:
+                uses.append(factor.axes)
+    return uses
 
 
 def _pattern_parameters(factor: Factor, raw: Mapping[str, Any], kernel: int) -> size_rules.PatternParameters:

@@ -9,7 +9,10 @@ planned path, one ``torch.einsum`` per step.
 
 from __future__ import annotations
 
+import itertools
 import string
+import sys
+import types
 from typing import Sequence
 
 from . import __version__
@@ -273,8 +276,19 @@ def emit(bound: BoundNetwork, plan: ContractionPlan, name: str | None = None, or
     return _Emitter(bound, plan, origin).source(function_name(bound, name))
 
 
-def load_source(source: str, function_name: str, module_name: str = "tndiagram_generated"):
-    """Execute generated source and return its function."""
-    namespace: dict = {"__name__": module_name}
-    exec(compile(source, f"<{module_name}>", "exec"), namespace)
-    return namespace[function_name]
+def load_source(source: str, function_name: str, module_name: str | None = None):
+    """Execute generated source as a module and return its function.
+
+    The module is registered in ``sys.modules`` under a unique name (by
+    default ``tndiagram_generated_<number>``), because torch.compile imports
+    the module of a function it inlines to read the function's globals.
+    """
+    if module_name is None:
+        module_name = f"tndiagram_generated_{next(_module_numbers)}"
+    module = types.ModuleType(module_name)
+    exec(compile(source, f"<{module_name}>", "exec"), module.__dict__)
+    sys.modules[module_name] = module
+    return getattr(module, function_name)
+
+
+_module_numbers = itertools.count(1)

@@ -3,7 +3,10 @@
 A :class:`CompiledFunction` binds, plans and emits code the first time it sees
 a combination of operand shapes (and of present optional operands), caches the
 resulting :class:`Specialization`, and afterwards only checks dtypes and
-devices before it calls the generated function.
+devices before it calls the generated function. Calls that autograd, torch.func
+or torch.compile may differentiate go through
+:class:`tndiagram.autograd.NetworkFunction`, whose derivatives run compiled
+VJP and JVP networks.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from . import codegen
+from .autograd import DERIVATIVE_RULES, Derivatives, autograd_function
 from .bind import BoundNetwork, bind, resolve_hyper_parameters
 from .errors import ShapeError
 from .ir import Network
@@ -31,6 +35,7 @@ class Specialization:
     source: str
     function_name: str
     function: Callable[..., torch.Tensor]
+    derivatives: Derivatives
 
 
 class CompiledFunction:
@@ -57,6 +62,7 @@ class CompiledFunction:
         self._optional = tuple(o.optional for o in network.operands)
         self._specializations: dict[tuple, Specialization] = {}
         self._last: Specialization | None = None
+        self._derived_networks: dict[tuple[str, str], Network] = {}
         self.__name__ = network.name
         self.__doc__ = f"Compiled tndiagram network {network.name}({', '.join(self._names)})."
 
@@ -69,8 +75,15 @@ class CompiledFunction:
         if specialization is None:
             specialization = self._specialize(key)
         self._check_dtype_and_device(tensors)
-        self._last = specialization
-        return specialization.function(*[t for t in tensors if t is not None])
+        # Assigning only on a change keeps a torch.compile trace of backward
+        # free of mutations, which dynamo rejects inside an autograd.Function.
+        if specialization is not self._last:
+            self._last = specialization
+        present = [t for t in tensors if t is not None]
+        function_class = autograd_function(present)
+        if function_class is not None:
+            return function_class.apply(specialization.derivatives, *present)
+        return specialization.function(*present)
 
     def _arrange(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[torch.Tensor | None]:
         if len(args) > len(self._names):
@@ -137,14 +150,31 @@ class CompiledFunction:
 
     def _specialize(self, key: tuple[torch.Size | None, ...]) -> Specialization:
         shapes = {name: tuple(shape) for name, shape in zip(self._names, key) if shape is not None}
+        if torch.compiler.is_compiling():
+            # A RuntimeError, because dynamo cannot construct a TNError while it traces.
+            raise RuntimeError(
+                f"torch.compile cannot trace the specialization of {self.network.name} for shapes {shapes}:"
+                " call the function once outside torch.compile first, or pass shapes= to tndiagram.compile"
+            )
         bound = bind(self.network, self.hyper_parameters, shapes)
         contraction_plan = plan(bound, self.strategy)
         name = codegen.function_name(bound)
         source = codegen.emit(bound, contraction_plan, name, self.origin)
         function = codegen.load_source(source, name)
-        specialization = Specialization(bound, contraction_plan, source, name, function)
+        present = tuple(operand for operand, shape in zip(self._names, key) if shape is not None)
+        derivatives = Derivatives(self, bound, function, present)
+        specialization = Specialization(bound, contraction_plan, source, name, function, derivatives)
         self._specializations[key] = specialization
         return specialization
+
+    def derived_network(self, mode: str, operand: str) -> Network:
+        """Return the VJP (``mode='vjp'``) or JVP network of ``operand``, derived once."""
+        key = (mode, operand)
+        if key not in self._derived_networks:
+            if mode not in DERIVATIVE_RULES:
+                raise ValueError(f"unknown derivative mode {mode!r}: expected 'vjp' or 'jvp'")
+            self._derived_networks[key] = DERIVATIVE_RULES[mode](self.network, operand)
+        return self._derived_networks[key]
 
     # -- inspection -------------------------------------------------------
 
