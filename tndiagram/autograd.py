@@ -126,7 +126,12 @@ class ReverseNetworkFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(derivatives: Derivatives, *tensors: torch.Tensor) -> torch.Tensor:
-        return derivatives.generated(*tensors)
+        result = derivatives.generated(*tensors)
+        # A network such as y[i] = x returns its operand, which autograd can
+        # save for backward only as a view.
+        if any(result is tensor for tensor in tensors):
+            return result.view_as(result)
+        return result
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
