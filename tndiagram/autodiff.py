@@ -17,7 +17,7 @@ vanish, constants (index patterns, deltas, all-ones vectors) have no
 derivative, and scalar coefficients carry over. The results are ordinary
 networks, so applying :func:`vjp` or :func:`jvp` again gives second derivatives.
 
-A VJP no longer sees T, so the sizes of T's indices may have no source left:
+A VJP no longer contains T, so the sizes of T's indices may have no source left:
 an index that only T and an index pattern carried would otherwise get its size
 from the pattern read backwards, which is ambiguous for strides above 1. Such
 an index gets a ``size`` statement that reads a new required hyper-parameter
@@ -294,9 +294,9 @@ def _indices_without_size(network: Network) -> list[str]:
     grouped axis or index pattern read forwards gives.
 
     bind may also read a pattern backwards (input size from output size), but
-    that is ambiguous when the stride is above 1, so a pattern's input index
-    must get its size from elsewhere: directly from an operand axis or a size
-    statement, since bind solves groups only after patterns.
+    that is ambiguous when the stride is above 1. So a pattern's input index
+    must get its size directly from an operand axis or a size statement,
+    because bind solves grouped axes only after patterns.
     """
     required = {o.name for o in network.operands if not o.optional}
     uses: list[tuple[Axis, ...]] = [o.axes for o in network.operands if o.name in required]

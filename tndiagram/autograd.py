@@ -97,28 +97,23 @@ class Derivatives:
         hyper.update(primal_size_values(derived, self.bound.sizes, hyper, self.bound.spatial_dimensions))
         return CompiledFunction(derived, hyper, owner.strategy, owner.origin)
 
-    def vjp(self, operand: str, tensors: Sequence[torch.Tensor], cotangent: torch.Tensor) -> torch.Tensor | None:
-        """Return the gradient of ``operand`` for the cotangent of the output, or None where it is zero."""
-        function = self.function("vjp", operand)
+    def evaluate(
+        self, mode: str, operand: str, tensors: Sequence[torch.Tensor], direction: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Evaluate the derivative of ``operand``, or return None where it is zero.
+
+        For ``mode='vjp'``, ``direction`` is the output's cotangent and the
+        result the operand's gradient. For ``'jvp'``, it is the operand's
+        tangent and the result the output's tangent.
+        """
+        function = self.function(mode, operand)
         if function is None:
             return None
-        arguments = self._arguments(function, tensors)
-        arguments[function.network.operands[-1].name] = cotangent
-        return function(**arguments)
-
-    def jvp(self, operand: str, tensors: Sequence[torch.Tensor], tangent: torch.Tensor) -> torch.Tensor | None:
-        """Return the output's tangent for the tangent of ``operand``, or None where it is zero."""
-        function = self.function("jvp", operand)
-        if function is None:
-            return None
-        arguments = self._arguments(function, tensors)
-        arguments[function.network.operands[-1].name] = tangent
-        return function(**arguments)
-
-    def _arguments(self, function: "CompiledFunction", tensors: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         accepted = set(function.network.operand_names)
-        return {name: tensor for name, tensor in zip(self.names, tensors) if name in accepted}
-
+        arguments = {name: tensor for name, tensor in zip(self.names, tensors) if name in accepted}
+        # The derived networks take the cotangent or tangent last.
+        arguments[function.network.operands[-1].name] = direction
+        return function(**arguments)
 
 class ReverseNetworkFunction(torch.autograd.Function):
     """Reverse mode only: apply with a :class:`Derivatives` object and the
@@ -145,7 +140,7 @@ class ReverseNetworkFunction(torch.autograd.Function):
         tensors = ctx.saved_tensors
         gradients: list[torch.Tensor | None] = [None]
         for name, needed in zip(derivatives.names, ctx.needs_input_grad[1:]):
-            gradients.append(derivatives.vjp(name, tensors, cotangent) if needed else None)
+            gradients.append(derivatives.evaluate("vjp", name, tensors, cotangent) if needed else None)
         return tuple(gradients)
 
 
@@ -168,7 +163,7 @@ class NetworkFunction(ReverseNetworkFunction):
         for name, tangent in zip(derivatives.names, tangents):
             if tangent is None:
                 continue
-            contribution = derivatives.jvp(name, tensors, tangent)
+            contribution = derivatives.evaluate("jvp", name, tensors, tangent)
             if contribution is not None:
                 result = contribution if result is None else result + contribution
         if result is None:

@@ -131,7 +131,9 @@ class _ProgramLowerer:
         name, mode, source_name, operand_name = tree.children
         source = self.network(str(source_name), source_name)
         if self.derive is None:
-            raise NotImplementedError(f"derived networks ({mode}) are not supported yet")
+            raise NotImplementedError(
+                f"derived networks ({mode}) need a derive function, which parse() passes unless derive=None"
+            )
         if operand_name not in source.operand_names:
             raise DiagramError(
                 f"network {str(source_name)!r} has no operand {str(operand_name)!r};"
