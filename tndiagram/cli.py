@@ -1,4 +1,4 @@
-"""The ``tndiagram`` command: check, show, compile, rewrite and draw diagram files."""
+"""The ``tndiagram`` command: check, show, compile, differentiate, rewrite and draw diagram files."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
+from .autodiff import jvp, vjp
 from .bind import bind
-from .errors import TNError
+from .errors import RewriteError, TNError
 from .inspect import describe
 from .ir import Network
 from .lower import Program, load
@@ -150,6 +151,49 @@ def _command_draw(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _command_grad(arguments: argparse.Namespace) -> int:
+    program = load(arguments.file)
+    network = _select(program, arguments.network)
+    derive = vjp if arguments.mode == "vjp" else jvp
+    text = str(derive(network, arguments.wrt)) + "\n"
+    if arguments.compile:
+        text = _derivative_module(network, arguments, text)
+    elif arguments.shape or arguments.set:
+        raise TNError("--shape and --set take effect only with --compile")
+    if arguments.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        Path(arguments.output).write_text(text, encoding="utf-8")
+        print(f"wrote {arguments.output}", file=sys.stderr)
+    return 0
+
+
+def _derivative_module(network: Network, arguments: argparse.Namespace, diagram: str) -> str:
+    """Compile the derivative for the shapes of the original operands and
+    return the module, with the derived diagram as its leading comment."""
+    if not arguments.shape:
+        raise TNError("grad --compile needs the shapes of the network's operands: give --shape NAME=SIZES for each")
+    shapes = dict(arguments.shape)
+    forward = compile_network(network, shapes=shapes, **dict(arguments.set))
+    specialization = forward.specialize(**shapes)
+    derivative = specialization.derivatives.function(arguments.mode, arguments.wrt)
+    if derivative is None:
+        raise RewriteError(
+            f"the {arguments.mode.upper()} of {arguments.wrt!r} is zero for these operands: every term"
+            " that contains it needs an optional operand that is not given"
+        )
+    # The cotangent has the output's shape, the tangent the operand's.
+    derived_shapes = {name: shape for name, shape in shapes.items() if name in derivative.network.operand_names}
+    extra = derivative.network.operands[-1].name
+    bound = specialization.bound
+    derived_shapes[extra] = (
+        bound.shape_of(bound.network.output) if arguments.mode == "vjp" else shapes[arguments.wrt]
+    )
+    source = derivative.specialize(**derived_shapes).source
+    comment = "".join(f"# {line}".rstrip() + "\n" for line in diagram.splitlines())
+    return comment + source
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tndiagram",
@@ -243,6 +287,40 @@ def build_parser() -> argparse.ArgumentParser:
     draw.add_argument("--rewritten", action="store_true", help="draw the network after the rewrite pipeline")
     draw.add_argument("-o", "--output", metavar="OUT", required=True, help="the image to write, ending in .svg or .png")
     draw.set_defaults(handler=_command_draw)
+
+    grad = commands.add_parser(
+        "grad",
+        help="print the VJP or JVP network of an operand",
+        description=(
+            "Derive the VJP (vector-Jacobian product) or JVP (Jacobian-vector product) network of"
+            " one network with respect to one of its operands and print it as diagram text. With"
+            " --compile, print the generated module for the given operand shapes instead, with the"
+            " derived diagram as its leading comment."
+        ),
+    )
+    grad.add_argument("file", metavar="FILE", help="the diagram file that defines the network")
+    _add_binding_options(
+        grad,
+        network_help="the network to differentiate; needed when FILE defines several",
+        shape_required=False,
+    )
+    grad.add_argument("--wrt", metavar="OPERAND", required=True, help="the operand to differentiate by")
+    grad.add_argument(
+        "--mode",
+        choices=("vjp", "jvp"),
+        default="vjp",
+        help="vjp: the gradient of the operand for a cotangent of the output (default);"
+        " jvp: the output's tangent for a tangent of the operand",
+    )
+    grad.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the derivative; --shape then gives the shapes of the original network's operands",
+    )
+    grad.add_argument(
+        "-o", "--output", metavar="OUT", help="the file to write the diagram or module to (default: standard output)"
+    )
+    grad.set_defaults(handler=_command_grad)
     return parser
 
 

@@ -11,8 +11,11 @@ cached in the module; the contraction follows the planned path, one
 
 from __future__ import annotations
 
+import itertools
 import string
 from math import prod
+import sys
+import types
 from typing import Sequence
 
 from . import __version__, native
@@ -301,7 +304,7 @@ class _Emitter:
         self.matches = {}
         if self.native:
             for number, term in enumerate(self.plan.terms, start=1):
-                match = native.match_convolution(term.factors, term.output)
+                match = native.match_convolution(term.factors, term.output, bound.sizes)
                 if match is not None:
                     self.matches[number] = match
         # Einsum steps and views need single-index axes; native kernels take grouped axes as they are.
@@ -490,8 +493,19 @@ def emit(
     return _Emitter(bound, plan, origin, native).source(function_name(bound, name))
 
 
-def load_source(source: str, function_name: str, module_name: str = "tndiagram_generated"):
-    """Execute generated source and return its function."""
-    namespace: dict = {"__name__": module_name}
-    exec(compile(source, f"<{module_name}>", "exec"), namespace)
-    return namespace[function_name]
+def load_source(source: str, function_name: str, module_name: str | None = None):
+    """Execute generated source as a module and return its function.
+
+    The module is registered in ``sys.modules`` under a unique name (by
+    default ``tndiagram_generated_<number>``), because torch.compile imports
+    the module of a function it inlines to read the function's globals.
+    """
+    if module_name is None:
+        module_name = f"tndiagram_generated_{next(_module_numbers)}"
+    module = types.ModuleType(module_name)
+    exec(compile(source, f"<{module_name}>", "exec"), module.__dict__)
+    sys.modules[module_name] = module
+    return getattr(module, function_name)
+
+
+_module_numbers = itertools.count(1)

@@ -17,6 +17,7 @@ import lark
 import sympy
 
 from . import sizes as size_rules
+from .autodiff import derive as derive_network
 from .errors import DiagramError, Span
 from .ir import (
     REQUIRED,
@@ -58,16 +59,20 @@ class Program(dict):
         raise KeyError(f"no network named {name!r} in {self.file}; the file defines: {known}")
 
 
-def parse(text: str, file: str = "<string>", derive: Callable | None = None) -> Program:
-    """Parse diagram text and return its networks by name."""
+def parse(text: str, file: str = "<string>", derive: Callable | None = derive_network) -> Program:
+    """Parse diagram text and return its networks by name.
+
+    ``derive(mode, source, wrt, name, span)`` builds the networks that
+    ``network d = vjp(source, x)`` and ``jvp`` define.
+    """
     return lower_program(parse_tree(text, file), text, file, derive)
 
 
-def load(path: str) -> Program:
+def load(path: str, derive: Callable | None = derive_network) -> Program:
     """Read and parse a diagram file."""
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
-    return parse(text, str(path))
+    return parse(text, str(path), derive)
 
 
 def lower_program(tree: lark.Tree, text: str, file: str, derive: Callable | None = None) -> Program:
@@ -126,7 +131,9 @@ class _ProgramLowerer:
         name, mode, source_name, operand_name = tree.children
         source = self.network(str(source_name), source_name)
         if self.derive is None:
-            raise NotImplementedError(f"derived networks ({mode}) are not supported yet")
+            raise NotImplementedError(
+                f"derived networks ({mode}) need a derive function, which parse() passes unless derive=None"
+            )
         if operand_name not in source.operand_names:
             raise DiagramError(
                 f"network {str(source_name)!r} has no operand {str(operand_name)!r};"

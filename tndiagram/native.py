@@ -25,6 +25,7 @@ from math import prod
 from typing import Mapping, Sequence
 
 from .ir import Axis, Factor, Term
+from .sizes import PatternParameters, output_size
 
 __all__ = ["NativeConvolution", "match_convolution", "match_term", "emit_convolution"]
 
@@ -62,7 +63,9 @@ class NativeConvolution:
     dilation: tuple[int, ...]
 
 
-def match_convolution(factors: Sequence[Factor], output: Sequence[str]) -> NativeConvolution | None:
+def match_convolution(
+    factors: Sequence[Factor], output: Sequence[str], sizes: Mapping[str, int]
+) -> NativeConvolution | None:
     """Return how a term lowers to a native convolution, or None if it does not."""
     operands = [n for n, f in enumerate(factors) if f.kind == "operand"]
     patterns = [f for f in factors if f.kind == "pattern"]
@@ -151,6 +154,13 @@ def match_convolution(factors: Sequence[Factor], output: Sequence[str]) -> Nativ
             return None
         roles[role].append(index)
     params = [dict(p.params) for p in patterns]
+    if kind != "input_vjp":
+        # A transpose convolution's output padding can leave the pattern fewer output
+        # positions than torch's convolution computes; the einsum handles that case.
+        for p, k, o, i in zip(params, kernel, pattern_output, pattern_input):
+            parameters = PatternParameters(p["stride"], tuple(p["padding"]), p["dilation"])
+            if output_size(sizes[i], sizes[k], parameters) != sizes[o]:
+                return None
     return NativeConvolution(
         kind,
         first_position,
@@ -168,12 +178,12 @@ def match_convolution(factors: Sequence[Factor], output: Sequence[str]) -> Nativ
     )
 
 
-def match_term(term: Term) -> NativeConvolution | None:
+def match_term(term: Term, sizes: Mapping[str, int]) -> NativeConvolution | None:
     """Return how a term lowers to a native convolution, or None; the term's
     output is the network's output indices that its factors carry."""
     present = {index for factor in term.factors for index in factor.indices}
     output = [index for axis in term.output for index in axis if index in present]
-    return match_convolution(term.factors, output)
+    return match_convolution(term.factors, output, sizes)
 
 
 def _text(values: Sequence[int]) -> str:

@@ -3,7 +3,10 @@
 A :class:`CompiledFunction` binds, plans and emits code the first time it sees
 a combination of operand shapes (and of present optional operands), caches the
 resulting :class:`Specialization`, and afterwards only checks dtypes and
-devices before it calls the generated function.
+devices before it calls the generated function. Calls that autograd, torch.func
+or torch.compile may differentiate go through
+:class:`tndiagram.autograd.NetworkFunction`, whose derivatives run compiled
+VJP and JVP networks.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 
 from . import codegen, native
+from .autograd import DERIVATIVE_RULES, Derivatives, autograd_function
 from .bind import BoundNetwork, bind, resolve_hyper_parameters
 from .errors import ShapeError
 from .ir import Network
@@ -33,6 +37,7 @@ class Specialization:
     source: str
     function_name: str
     function: Callable[..., torch.Tensor]
+    derivatives: Derivatives
     trace: Trace | None = None
 
 
@@ -66,6 +71,7 @@ class CompiledFunction:
         self._optional = tuple(o.optional for o in network.operands)
         self._specializations: dict[tuple, Specialization] = {}
         self._last: Specialization | None = None
+        self._derived_networks: dict[tuple[str, str], Network] = {}
         self.__name__ = network.name
         self.__doc__ = f"Compiled tndiagram network {network.name}({', '.join(self._names)})."
 
@@ -79,8 +85,15 @@ class CompiledFunction:
         specialization = self._specializations.get(key)
         if specialization is None:
             specialization = self._specialize(key)
-        self._last = specialization
-        return specialization.function(*[t for t in tensors if t is not None])
+        # Assigning only on a change keeps a torch.compile trace of backward
+        # free of mutations, which dynamo rejects inside an autograd.Function.
+        if specialization is not self._last:
+            self._last = specialization
+        present = [t for t in tensors if t is not None]
+        function_class = autograd_function(present)
+        if function_class is not None:
+            return function_class.apply(specialization.derivatives, *present)
+        return specialization.function(*present)
 
     def _arrange(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[torch.Tensor | None]:
         if len(args) > len(self._names):
@@ -151,7 +164,13 @@ class CompiledFunction:
 
     def _specialize(self, key: tuple[torch.Size | None, ...]) -> Specialization:
         shapes = {name: tuple(shape) for name, shape in zip(self._names, key) if shape is not None}
-        bound = bind(self.network, self.hyper_parameters, shapes)
+        if torch.compiler.is_compiling():
+            # A RuntimeError, because dynamo cannot construct a TNError while it traces.
+            raise RuntimeError(
+                f"torch.compile cannot trace the specialization of {self.network.name} for shapes {shapes}:"
+                " call the function once outside torch.compile first, or pass shapes= to tndiagram.compile"
+            )
+        bound = original = bind(self.network, self.hyper_parameters, shapes)
         trace = None
         if self.simplify:
             bound, trace = self._simplify(bound)
@@ -159,7 +178,10 @@ class CompiledFunction:
         name = codegen.function_name(bound)
         source = codegen.emit(bound, contraction_plan, name, self.origin, self.native)
         function = codegen.load_source(source, name)
-        specialization = Specialization(bound, contraction_plan, source, name, function, trace)
+        present = tuple(operand for operand, shape in zip(self._names, key) if shape is not None)
+        # Derivatives are taken of the network as written, so they read the unsimplified binding.
+        derivatives = Derivatives(self, original, function, present)
+        specialization = Specialization(bound, contraction_plan, source, name, function, derivatives, trace)
         self._specializations[key] = specialization
         return specialization
 
@@ -169,7 +191,7 @@ class CompiledFunction:
         A term that is exactly a convolution (or one of its VJPs) runs faster in
         torch's kernel than in any rewritten einsum, so it stays as it is.
         """
-        kept = [t for t in bound.network.terms if self.native and native.match_term(t)]
+        kept = [t for t in bound.network.terms if self.native and native.match_term(t, bound.sizes)]
         if not kept:
             trace = simplify_bound(bound, self.disable, strategy=self.strategy)
             return trace.final, trace
@@ -184,6 +206,15 @@ class CompiledFunction:
         network = trace.final.network.replace(terms=trace.final.network.terms + tuple(kept))
         sizes = {**bound.sizes, **trace.final.sizes}
         return dataclasses.replace(trace.final, network=network, sizes=sizes), trace
+
+    def derived_network(self, mode: str, operand: str) -> Network:
+        """Return the VJP (``mode='vjp'``) or JVP network of ``operand``, derived once."""
+        key = (mode, operand)
+        if key not in self._derived_networks:
+            if mode not in DERIVATIVE_RULES:
+                raise ValueError(f"unknown derivative mode {mode!r}: expected 'vjp' or 'jvp'")
+            self._derived_networks[key] = DERIVATIVE_RULES[mode](self.network, operand)
+        return self._derived_networks[key]
 
     # -- inspection -------------------------------------------------------
 
