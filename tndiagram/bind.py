@@ -322,6 +322,8 @@ def bind(
                 network.span,
             )
     count = spatial_dims if spatial_dims is not None else spatial_dimensions(network, shapes)
+    if count is not None:
+        _check_family_tuples(network, hyper, count)
     expanded = expand_families(network, count) if count is not None else network
 
     absent = {o.name for o in expanded.operands if o.optional and o.name not in shapes}
@@ -425,6 +427,26 @@ def _solve(
                 changed |= solver.set(unknown[0], size // product, origin, span)
             elif not unknown and product != size:
                 raise ShapeError(f"{origin} has size {size}, expected {_known_product(axis, solver)}", span)
+
+
+def _check_family_tuples(network: Network, hyper: Mapping[str, Any], count: int) -> None:
+    """Raise if a pattern over index families reads a tuple hyper-parameter whose
+    length is not the number of spatial dimensions; a longer tuple would be cut."""
+    for term in network.terms:
+        for factor in term.factors:
+            if factor.kind != "pattern" or not is_family(factor.axes[0][0]):
+                continue
+            for key, value in factor.params:
+                if not isinstance(value, HyperReference) or value.element is not None:
+                    continue
+                full = hyper[value.name]
+                if isinstance(full, tuple) and len(full) != count:
+                    hint = f"; for a (left, right) padding pair write ({full!r},)" if count == 1 and key == "padding" else ""
+                    raise DiagramError(
+                        f"hyper-parameter {value.name!r} = {full!r} has {len(full)} entries, but the network"
+                        f" has {count} spatial dimension(s): give one entry per dimension or a single value{hint}",
+                        factor.span,
+                    )
 
 
 def _known_product(axis: Axis, solver: _SizeSolver) -> str:

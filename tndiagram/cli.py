@@ -104,7 +104,7 @@ def _command_show(arguments: argparse.Namespace) -> int:
             bound, plan = function.bound, function.plan
         elif arguments.set:
             bind(network, dict(arguments.set), {})
-        reports.append(describe(network, bound, plan))
+        reports.append(describe(network, bound, plan, dict(arguments.set)))
     print("\n\n".join(reports))
     return 0
 

@@ -54,8 +54,17 @@ def symbolic_sizes(network: Network) -> dict[str, sympy.Expr]:
     return {index: result[index] for index in network.all_indices()}
 
 
-def describe(network: Network, bound: BoundNetwork | None = None, plan: ContractionPlan | None = None) -> str:
-    """Return a report of a network: indices, tensors, terms and, when planned, its cost."""
+def describe(
+    network: Network,
+    bound: BoundNetwork | None = None,
+    plan: ContractionPlan | None = None,
+    hyper: dict[str, Any] | None = None,
+) -> str:
+    """Return a report of a network: indices, tensors, terms and, when planned, its cost.
+
+    ``hyper`` holds hyper-parameter values set by the caller; the others show their defaults.
+    """
+    hyper = hyper or {}
     lines = [f"network {network.name}"]
     lines.append(
         "  operands: "
@@ -64,7 +73,7 @@ def describe(network: Network, bound: BoundNetwork | None = None, plan: Contract
     if network.hyper_parameters:
         lines.append(
             "  hyper-parameters: "
-            + ", ".join(f"{h.name}={h.default!r}" for h in network.hyper_parameters)
+            + ", ".join(f"{h.name}={hyper.get(h.name, h.default)!r}" for h in network.hyper_parameters)
         )
     lines.append(f"  output: {network.output_name}{format_axes(network.output)}")
     lines.append("  indices:")
