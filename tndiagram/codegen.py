@@ -352,7 +352,7 @@ class _Emitter:
             body.append(f"    return {result_name}")
 
         header = self.header(function_name)
-        parts = [header, "import torch", ""]
+        parts = [header, "", "import torch", ""]
         if self.uses_pattern:
             parts.append(PATTERN_HELPER)
         if self.uses_delta:
