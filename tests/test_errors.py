@@ -17,6 +17,11 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DTYPE = torch.float64
 
 
+@pytest.fixture(autouse=True)
+def seed():
+    torch.manual_seed(0)
+
+
 def randn(*shape, **options):
     return torch.randn(*shape, dtype=options.pop("dtype", DTYPE), **options)
 
@@ -446,6 +451,16 @@ def test_dtype_and_device_mismatch(conv2d, options, position, message):
     error = error_of(ShapeError, function, *conv2d_call((1, 3, 5, 5), (2, 3, 3, 3), **options))
     assert_points_at(error, *position)
     assert error.message == message
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cpu_and_cuda_operands(conv2d):
+    function = tndiagram.compile(conv2d, padding=1)
+    x, weight = randn(1, 3, 5, 5, device="cuda"), randn(2, 3, 3, 3, device="cuda")
+    torch.testing.assert_close(function(x, weight), torch.nn.functional.conv2d(x, weight, padding=1))
+    error = error_of(ShapeError, function, x, weight.cpu())
+    assert_points_at(error, *WEIGHT_DECLARATION)
+    assert error.message == "operand 'weight' is on device cpu, expected cuda:0 (the device of 'x')"
 
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool], ids=str)

@@ -5,7 +5,6 @@ families."""
 import re
 from pathlib import Path
 
-import networkx as nx
 import pytest
 import sympy
 import torch
@@ -372,6 +371,14 @@ def test_nested_calls_match_torch():
     a, b, c = randn(2, 3), randn(3, 3), randn(3, 3)
     function = tndiagram.compile(tndiagram.parse(CONSTRUCTS["calls"])["calls"])
     torch.testing.assert_close(function(a, b, c), (a.T @ a + 5 * b) @ c - c)
+
+
+def test_operand_used_with_other_indices():
+    # gram's output index k appears only on the second use of a, a[i, k].
+    a = randn(4, 3)
+    function = tndiagram.compile(tndiagram.parse(CONSTRUCTS["calls"])["gram"])
+    torch.testing.assert_close(function(a), a.T @ a)
+    assert function.bound.origins["k"] == "operand 'a' axis 1"
 
 
 def test_call_keeps_the_callee_size_statement():
