@@ -99,6 +99,7 @@ class _Emitter:
         self.uses_pattern = False
         self.uses_delta = False
         self.temporary = 0
+        self.einsum_used = True
         # Names the function body binds: a temporary or constant must not take one.
         self.taken = set(self.network.operand_names) | set(RESERVED_NAMES)
         self.result_name = self.network.output_name
@@ -363,6 +364,8 @@ class _Emitter:
         else:
             body.append(f"    return {result_name}")
 
+        # The letters explain the einsum equations; code without any needs no key.
+        self.einsum_used = any("torch.einsum(" in line for line in body)
         header = self.header(function_name)
         parts = [header, "", "import torch", ""]
         if self.uses_pattern:
@@ -413,7 +416,8 @@ class _Emitter:
                 "Hyper-parameters: " + ", ".join(f"{k}={format_value(v)}" for k, v in bound.hyper.items())
             )
         lines.append("Index sizes: " + ", ".join(f"{i}={s}" for i, s in bound.sizes.items()))
-        lines.append("Einsum letters: " + ", ".join(f"{i}={c}" for i, c in self.letters.items() if i != c))
+        if self.einsum_used:
+            lines.append("Einsum letters: " + ", ".join(f"{i}={c}" for i, c in self.letters.items() if i != c))
         lines.append(
             f"Planned cost: {self.plan.flops:.3g} FLOPs, largest intermediate"
             f" {self.plan.largest_intermediate:.3g} elements."
