@@ -1,15 +1,15 @@
-"""Generated code: a golden copy, its imports, the module that ``tndiagram
+"""Generated code: golden copies, its imports, the module that ``tndiagram
 compile`` writes, the constant cache, the planned path and specializations.
 
-To accept a deliberate change of the generated code, rewrite the golden file
-from the repository root and read the diff:
+To accept a deliberate change of the generated code, rewrite the golden files
+and read the diff before committing them:
 
-    python -m tndiagram compile examples/conv2d.tn --shape x=8,3,32,32 \\
-        --shape weight=16,3,3,3 --shape bias=16 --set padding=1 -o tests/golden/conv2d.py
+    TNDIAGRAM_UPDATE_GOLDEN=1 python -m pytest tests/test_codegen.py -k golden
 """
 
 import ast
 import importlib.util
+import os
 from pathlib import Path
 
 import opt_einsum
@@ -53,16 +53,37 @@ def import_path(path, name):
 
 # -- golden source ---------------------------------------------------------------
 
+GOLDEN_FILES = [
+    # What tndiagram compile writes: the convolution runs on torch's kernel.
+    pytest.param("conv2d.py", {}, id="default"),
+    # The einsum lowering itself: index patterns, constants and the planned path.
+    pytest.param("conv2d_einsum.py", {"native": False, "simplify": False}, id="einsum"),
+]
 
-def test_conv2d_source_matches_golden():
-    function = tndiagram.compile(load_example("conv2d"), shapes=CONV2D_SHAPES, padding=1)
-    assert function.source == (GOLDEN / "conv2d.py").read_text(encoding="utf-8")
+
+@pytest.mark.parametrize("file, options", GOLDEN_FILES)
+def test_conv2d_source_matches_golden(file, options):
+    function = tndiagram.compile(load_example("conv2d"), shapes=CONV2D_SHAPES, padding=1, **options)
+    if os.environ.get("TNDIAGRAM_UPDATE_GOLDEN"):
+        (GOLDEN / file).write_text(function.source, encoding="utf-8")
+        pytest.skip(f"rewrote tests/golden/{file}")
+    assert function.source == (GOLDEN / file).read_text(encoding="utf-8")
 
 
-def test_golden_module_computes_conv2d():
-    module = import_path(GOLDEN / "conv2d.py", "golden_conv2d")
+@pytest.mark.parametrize("file, options", GOLDEN_FILES)
+def test_golden_module_computes_conv2d(file, options):
+    module = import_path(GOLDEN / file, f"golden_{file[:-3]}")
     x, weight, bias = randn(8, 3, 32, 32), randn(16, 3, 3, 3), randn(16)
     torch.testing.assert_close(module.conv2d(x, weight, bias), F.conv2d(x, weight, bias, padding=1))
+
+
+def test_cli_writes_the_default_golden_source(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    output = tmp_path / "conv2d.py"
+    arguments = ["compile", "examples/conv2d.tn", "--shape", "x=8,3,32,32", "--shape", "weight=16,3,3,3"]
+    arguments += ["--shape", "bias=16", "--set", "padding=1", "-o", str(output)]
+    assert cli.main(arguments) == 0
+    assert output.read_text(encoding="utf-8") == (GOLDEN / "conv2d.py").read_text(encoding="utf-8")
 
 
 # -- imports ------------------------------------------------------------------------
@@ -164,7 +185,8 @@ def test_output_name_does_not_clash_with_generated_names(output):
 
 
 def test_constants_are_built_once_per_dtype_and_device():
-    function = tndiagram.compile(load_example("conv2d"), padding=1, stride=(1, 2))
+    # The einsum lowering builds index patterns (a native convolution needs none).
+    function = tndiagram.compile(load_example("conv2d"), padding=1, stride=(1, 2), native=False, simplify=False)
     namespace = function.specialize(x=(2, 3, 8, 8), weight=(4, 3, 3, 3)).function.__globals__
     built = []
     index_pattern = namespace["index_pattern"]
@@ -235,7 +257,8 @@ def _reference(name, tensors):
 @pytest.mark.parametrize("name", list(SEVEN_OPERANDS))
 def test_seven_operand_path_is_optimal(name):
     text, shapes = SEVEN_OPERANDS[name]
-    function = tndiagram.compile(tndiagram.parse(text)[name], shapes=shapes)
+    # Without the rewrites, which would merge the KFC patterns into views of x.
+    function = tndiagram.compile(tndiagram.parse(text)[name], shapes=shapes, simplify=False)
     (term,) = function.plan.terms
     assert len(term.factors) == 7
 
@@ -257,9 +280,20 @@ def test_seven_operand_path_is_optimal(name):
     torch.testing.assert_close(function(*tensors), _reference(name, tensors))
 
 
+@pytest.mark.parametrize("name", list(SEVEN_OPERANDS))
+def test_rewrites_do_not_raise_the_cost(name):
+    text, shapes = SEVEN_OPERANDS[name]
+    network = tndiagram.parse(text)[name]
+    plain = tndiagram.compile(network, shapes=shapes, simplify=False)
+    simplified = tndiagram.compile(network, shapes=shapes)
+    assert simplified.plan.flops <= plain.plan.flops
+    tensors = [randn(*shape) for shape in shapes.values()]
+    torch.testing.assert_close(simplified(*tensors), plain(*tensors))
+
+
 def test_plan_follows_the_planned_steps_in_the_source():
     text, shapes = SEVEN_OPERANDS["chain"]
-    function = tndiagram.compile(tndiagram.parse(text)["chain"], shapes=shapes)
+    function = tndiagram.compile(tndiagram.parse(text)["chain"], shapes=shapes, simplify=False)
     body = function.source.split("def chain(")[1]
     assert body.count("torch.einsum(") == len(function.plan.terms[0].steps) == 6
 

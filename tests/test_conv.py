@@ -1,6 +1,11 @@
 """Convolutions computed by tndiagram against torch.nn.functional.conv1d/2d/3d,
 and above three spatial dimensions against a plain loop over positions.
 
+Up to three dimensions a convolution term runs on torch's own kernel by
+default, so each case also runs through the einsum lowering (index patterns
+contracted on the planned path) and through the rewrite pipeline (patterns
+turned into views of x), both with ``native=False``.
+
 Everything runs in float64 on seeded random tensors; sizes stay small.
 """
 
@@ -32,6 +37,31 @@ def randn(*shape):
 
 def torch_conv(x, weight, bias=None, **options):
     return getattr(F, f"conv{x.dim() - 2}d")(x, weight, bias, **options)
+
+
+# How a network is compiled: compile() options for each lowering.
+LOWERINGS = {
+    "native": {},
+    "einsum": {"native": False, "simplify": False},
+    "rewritten": {"native": False, "simplify": True},
+}
+lowerings = pytest.mark.parametrize("lowering", list(LOWERINGS))
+
+
+def conv(lowering, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """functional.conv by default; otherwise its packaged diagram, compiled with other options."""
+    if lowering == "native":
+        return functional.conv(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    count = x.dim() - 2
+    per_dimension = lambda value: value if isinstance(value, tuple) else (value,) * count  # noqa: E731
+    hyper = dict(
+        stride=per_dimension(stride),
+        padding=functional.normalize_padding(padding, count),
+        dilation=per_dimension(dilation),
+        groups=groups,
+    )
+    network = functional.diagram("conv")["conv"]
+    return tndiagram.compile(network, **LOWERINGS[lowering], **hyper)(x, weight, bias)
 
 
 def case(x_shape, weight_shape, bias=True, id=None, **options):
@@ -74,11 +104,12 @@ GRID = [
 ]
 
 
+@lowerings
 @pytest.mark.parametrize("x_shape, weight_shape, with_bias, options", GRID)
-def test_functional_conv_matches_torch(x_shape, weight_shape, with_bias, options):
+def test_conv_matches_torch(x_shape, weight_shape, with_bias, options, lowering):
     x, weight = randn(*x_shape), randn(*weight_shape)
     bias = randn(weight_shape[0]) if with_bias else None
-    result = functional.conv(x, weight, bias, **options)
+    result = conv(lowering, x, weight, bias, **options)
     expected = torch_conv(x, weight, bias, **options)
     assert result.shape == expected.shape
     torch.testing.assert_close(result, expected)
@@ -102,10 +133,11 @@ ASYMMETRIC = [
 ]
 
 
+@lowerings
 @pytest.mark.parametrize("x_shape, weight_shape, padding, options", ASYMMETRIC)
-def test_asymmetric_padding_matches_padded_torch(x_shape, weight_shape, padding, options):
+def test_asymmetric_padding_matches_padded_torch(x_shape, weight_shape, padding, options, lowering):
     x, weight, bias = randn(*x_shape), randn(*weight_shape), randn(weight_shape[0])
-    result = functional.conv(x, weight, bias, padding=padding, **options)
+    result = conv(lowering, x, weight, bias, padding=padding, **options)
     expected = torch_conv(F.pad(x, _pad_arguments(padding)), weight, bias, padding=0, **options)
     assert result.shape == expected.shape
     torch.testing.assert_close(result, expected)
@@ -132,12 +164,13 @@ CONV2D_EXAMPLE = [
 ]
 
 
+@lowerings
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
 @pytest.mark.parametrize("hyper, torch_options", CONV2D_EXAMPLE)
-def test_conv2d_example(examples, hyper, torch_options, with_bias):
+def test_conv2d_example(examples, hyper, torch_options, with_bias, lowering):
     x, weight = randn(2, 3, 9, 8), randn(4, 3, 3, 2)
     bias = randn(4) if with_bias else None
-    function = tndiagram.compile(examples["conv2d"]["conv2d"], **hyper)
+    function = tndiagram.compile(examples["conv2d"]["conv2d"], **LOWERINGS[lowering], **hyper)
     if torch_options is None:
         expected = F.conv2d(F.pad(x, _pad_arguments(hyper["padding"])), weight, bias)
     else:
@@ -155,10 +188,11 @@ CONV_ND_EXAMPLE = [
 ]
 
 
+@lowerings
 @pytest.mark.parametrize("x_shape, weight_shape, hyper", CONV_ND_EXAMPLE)
-def test_conv_nd_example(examples, x_shape, weight_shape, hyper):
+def test_conv_nd_example(examples, x_shape, weight_shape, hyper, lowering):
     x, weight, bias = randn(*x_shape), randn(*weight_shape), randn(weight_shape[0])
-    function = tndiagram.compile(examples["conv_nd"]["conv_nd"], **hyper)
+    function = tndiagram.compile(examples["conv_nd"]["conv_nd"], **LOWERINGS[lowering], **hyper)
     torch.testing.assert_close(function(x, weight, bias), torch_conv(x, weight, bias, **hyper))
     torch.testing.assert_close(function(x, weight), torch_conv(x, weight, **hyper))
 
@@ -172,9 +206,10 @@ def test_conv_nd_example(examples, x_shape, weight_shape, hyper):
         pytest.param(2, {"dilation": 3}, id="even-kernel-dilation-3"),
     ],
 )
-def test_conv1d_example_same_padding(examples, kernel, hyper):
+@lowerings
+def test_conv1d_example_same_padding(examples, kernel, hyper, lowering):
     x, weight, bias = randn(2, 3, 10), randn(4, 3, kernel), randn(4)
-    function = tndiagram.compile(examples["conv1d"]["conv1d"], **hyper)
+    function = tndiagram.compile(examples["conv1d"]["conv1d"], **LOWERINGS[lowering], **hyper)
     result = function(x, weight, bias)
     assert result.shape == x.shape[:1] + (4,) + x.shape[2:]
     torch.testing.assert_close(result, F.conv1d(x, weight, bias, padding="same", **hyper))

@@ -5,42 +5,19 @@ weight[k, c, j1, j2]: shape (16, 3, 3, 3)
 bias[k]: shape (16,)
 Hyper-parameters: stride=1, padding=1, dilation=1
 Index sizes: n=8, c=3, i1=32, i2=32, k=16, j1=3, j2=3, o1=32, o2=32
-Einsum letters: i1=i, j1=j, o1=o, i2=a, j2=b, o2=d
 Planned cost: 2.6e+07 FLOPs, largest intermediate 2.21e+05 elements.
 """
 
 import torch
 
 
-def index_pattern(kernel_size, output_size, input_size, stride, padding, dilation, dtype, device):
-    """Return the index pattern Π[k, o, i] = 1 if i = stride·o + dilation·k − padding, else 0."""
-    k = torch.arange(kernel_size, device=device).view(-1, 1, 1)
-    o = torch.arange(output_size, device=device).view(1, -1, 1)
-    i = torch.arange(input_size, device=device).view(1, 1, -1)
-    return (i == stride * o + dilation * k - padding).to(dtype)
-
-
-_constants = {}
-
-
-def constants(dtype, device):
-    """Build the constant tensors once per dtype and device."""
-    key = (dtype, device)
-    if key not in _constants:
-        _constants[key] = (
-            index_pattern(3, 32, 32, stride=1, padding=1, dilation=1, dtype=dtype, device=device),
-        )
-    return _constants[key]
-
-
 def conv2d(x, weight, bias):
     """Compute y[n, k, o1, o2], shape (8, 16, 32, 32)."""
-    (pattern_1,) = constants(x.dtype, x.device)
     # Term 1: x * weight * pattern[j1, o1, i1] * pattern[j2, o2, i2]
-    # 2.6e+07 FLOPs, largest intermediate 2.21e+05 elements.
-    t1 = torch.einsum("ncia,joi->jonca", x, pattern_1)
-    t2 = torch.einsum("jonca,bda->joncbd", t1, pattern_1)
-    y = torch.einsum("joncbd,kcjb->nkod", t2, weight)
+    # Lowered to torch's native convolution.
+    y = torch.nn.functional.conv2d(
+        x, weight, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1
+    )
     # Term 2: bias
     # 16 FLOPs, largest intermediate 16 elements.
     y = y + bias.reshape(1, 16, 1, 1)
