@@ -102,6 +102,13 @@ class _Emitter:
         self.uses_pattern = False
         self.uses_delta = False
         self.temporary = 0
+        self.einsum_used = True
+        # Names the function body binds: a temporary or constant must not take one.
+        self.taken = set(self.network.operand_names) | set(RESERVED_NAMES)
+        self.result_name = self.network.output_name
+        if self.result_name in self.taken:
+            self.result_name = self._free("result")
+        self.taken.add(self.result_name)
 
     def einsum(self, inputs: Sequence[Sequence[str]], output: Sequence[str]) -> str:
         text = ",".join("".join(self.letters[i] for i in indices) for indices in inputs)
@@ -111,7 +118,8 @@ class _Emitter:
         """Return the variable name of a constant, registering how to build it."""
         key, prefix, call = self.constant_call(factor)
         if key not in self.constant_names:
-            self.constant_names[key] = f"{prefix}_{sum(1 for k in self.constant_names if k[0] == key[0]) + 1}"
+            name = f"{prefix}_{sum(1 for k in self.constant_names if k[0] == key[0]) + 1}"
+            self.constant_names[key] = self._free(name)
             self.constant_calls.append(call)
         return self.constant_names[key]
 
@@ -188,9 +196,14 @@ class _Emitter:
 
     def new_temporary(self) -> str:
         self.temporary += 1
-        name = f"t{self.temporary}"
-        # An operand may already be called t1; the underscore keeps them apart.
-        return f"_{name}" if name in self.network.operand_names else name
+        return self._free(f"t{self.temporary}")
+
+    def _free(self, name: str) -> str:
+        """Return ``name``, with leading underscores while an operand, the result
+        or a name of the module has it."""
+        while name in self.taken:
+            name = f"_{name}"
+        return name
 
     def emit_term(self, number: int, term: TermPlan, target: str) -> tuple[list[str], str]:
         """Return the lines that compute one term and the expression of its value;
@@ -325,7 +338,7 @@ class _Emitter:
                     f"    {operand.name} = {operand.name}.reshape({_shape_text(shape)})"
                     f"  # {format_axes(operand.axes)}"
                 )
-        result_name = network.output_name if network.output_name not in bound.shapes else "result"
+        result_name = self.result_name
         full_rank = len(output_indices)
         covers_all = False
         for number, term in enumerate(self.plan.terms, start=1):
@@ -354,8 +367,10 @@ class _Emitter:
         else:
             body.append(f"    return {result_name}")
 
+        # The letters explain the einsum equations; code without any needs no key.
+        self.einsum_used = any("torch.einsum(" in line for line in body)
         header = self.header(function_name)
-        parts = [header, "import torch", ""]
+        parts = [header, "", "import torch", ""]
         if self.uses_pattern:
             parts.append(PATTERN_HELPER)
         if self.uses_delta:
@@ -404,7 +419,8 @@ class _Emitter:
                 "Hyper-parameters: " + ", ".join(f"{k}={format_value(v)}" for k, v in bound.hyper.items())
             )
         lines.append("Index sizes: " + ", ".join(f"{i}={s}" for i, s in bound.sizes.items()))
-        lines.append("Einsum letters: " + ", ".join(f"{i}={c}" for i, c in self.letters.items() if i != c))
+        if self.einsum_used:
+            lines.append("Einsum letters: " + ", ".join(f"{i}={c}" for i, c in self.letters.items() if i != c))
         lines.append(
             f"Planned cost: {self.plan.flops:.3g} FLOPs, largest intermediate"
             f" {self.plan.largest_intermediate:.3g} elements."

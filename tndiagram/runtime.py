@@ -203,7 +203,8 @@ class CompiledFunction:
         if trace.final.network.output != bound.network.output:
             # The kept terms are written against the original output axes.
             return bound, None
-        network = trace.final.network.replace(terms=trace.final.network.terms + tuple(kept))
+        # The native terms first: the code then reads 'y = conv2d(...)', 'y = y + bias'.
+        network = trace.final.network.replace(terms=tuple(kept) + trace.final.network.terms)
         sizes = {**bound.sizes, **trace.final.sizes}
         return dataclasses.replace(trace.final, network=network, sizes=sizes), trace
 
