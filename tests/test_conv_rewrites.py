@@ -109,7 +109,7 @@ def test_kernel_one_fires_exactly_for_kernel_one(kernel, expected):
 
 
 def test_strided_fires_for_any_pattern_on_an_operand():
-    assert _fires(strided.lower_strided, _bound_conv((9,), (3,), 2, (2, 1), 2))
+    assert _fires(strided.lower_strided, _bound_conv((9,), (3,), 2, ((2, 1),), 2))
 
 
 def test_strided_does_not_fire_on_an_output_input_index():

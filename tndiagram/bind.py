@@ -298,7 +298,9 @@ class _SizeSolver:
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise DiagramError(f"hyper-parameter {name!r} = {value!r} is used as a number", span)
             substitutions[symbol] = value
-        return sympy.nsimplify(expression.xreplace(substitutions))
+        value = sympy.sympify(sympy.sympify(expression).xreplace(substitutions))
+        # Float hyper-parameters become rationals, so that coefficients stay exact.
+        return sympy.nsimplify(value) if value.has(sympy.Float) else value
 
 
 def bind(

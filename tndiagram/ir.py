@@ -225,12 +225,20 @@ def apply_view_steps(indices: tuple[str, ...], steps: Iterable[ViewStep]) -> tup
     return tuple(dims)
 
 
+def _exact(expression: sympy.Expr) -> sympy.Expr:
+    """Return an expression with its floats turned into rationals, if it has any."""
+    if expression.has(sympy.Float):
+        return sympy.nsimplify(expression)
+    return expression
+
+
 class Term:
     """A scalar coefficient times one tensor network (a bipartite networkx graph)."""
 
     def __init__(self, coefficient: sympy.Expr, graph: nx.Graph):
         self.coefficient = sympy.sympify(coefficient)
         self.graph = graph
+        self._canonical: tuple | None = None
 
     @classmethod
     def from_factors(
@@ -292,7 +300,14 @@ class Term:
         )
 
     def canonical(self) -> tuple:
-        return (sympy.srepr(sympy.nsimplify(self.coefficient)), tuple(sorted(f.sort_key() for f in self.factors)))
+        # Lowering and binding keep coefficients exact (rationals, not floats),
+        # so the printed form compares them without sympy's slow nsimplify.
+        if self._canonical is None:
+            self._canonical = (
+                sympy.srepr(_exact(self.coefficient)),
+                tuple(sorted(f.sort_key() for f in self.factors)),
+            )
+        return self._canonical
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Term):
