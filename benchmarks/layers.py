@@ -1,7 +1,7 @@
 """The convolution layers that the benchmark times, taken from well-known networks.
 
 Full mode uses each network's real input size and a batch size that people
-train with; quick mode shrinks the spatial size and the batch so that every
+train with. Quick mode shrinks the spatial size and the batch, so that every
 layer runs in a fraction of a second on two CPU cores. Channel counts and
 hyper-parameters stay the same in both modes.
 """
@@ -95,10 +95,11 @@ def _compact(values: tuple[int, ...]) -> str:
     return str(values[0]) if len(set(values)) == 1 else ",".join(map(str, values))
 
 
-# Batch sizes: 32 is the per-GPU batch of the torchvision ImageNet recipes. The
-# dilated, 1-d and 3-d layers come from segmentation, speech and medical
-# imaging models, which train with a few large samples per device (nnU-Net's
-# default is 2 patches of 128³).
+# Batch sizes: 32 is the default images per GPU of torchvision's ImageNet
+# training script (references/classification/train.py). The dilated, 1-d and
+# 3-d layers come from segmentation, speech and medical imaging models, which
+# train with a few large samples per device: nnU-Net's Generic_UNet sets a
+# default 3-d batch size of 2.
 LAYERS: tuple[Layer, ...] = (
     Layer("resnet18_stem", "ResNet-18 conv1", 3, 64, (7, 7), (224, 224), 32, (32, 32), 2,
           stride=2, padding=3),
@@ -125,8 +126,8 @@ LAYERS: tuple[Layer, ...] = (
           padding=2, dilation=2),
     Layer("wav2vec2_conv1d", "wav2vec 2.0 feature encoder layer 2 (1 s of audio)", 512, 512, (3,), (3199,), 4,
           (64,), 2, stride=2),
-    Layer("nnunet_conv3d", "nnU-Net 3-d full resolution, first 3×3×3 (one CT channel)", 1, 32, (3, 3, 3),
-          (128, 128, 128), 2, (16, 16, 16), 1, padding=1),
+    Layer("unet3d_conv3d", "3-d U-Net first 3×3×3 (one CT channel, 64³ patch)", 1, 32, (3, 3, 3),
+          (64, 64, 64), 2, (16, 16, 16), 1, padding=1),
 )
 
 

@@ -59,9 +59,10 @@ class Timer:
         return (time.perf_counter() - begin) / number
 
     def peak_memory(self, call: Callable[[], object]) -> tuple[int | None, float]:
-        """Run one call; return its peak extra bytes (None when this torch build
-        does not report allocation events) and its seconds, which include the
-        cost of watching the allocations."""
+        """Run one call and return its peak extra bytes and its seconds.
+
+        The bytes are None when this torch build reports no allocation events.
+        The seconds include the cost of recording the allocations."""
         if self.is_cuda:
             self.synchronize()
             torch.cuda.reset_peak_memory_stats(self.device)

@@ -29,8 +29,8 @@ OPERATION_TITLES: dict[str, str] = {
 OPERATIONS: tuple[str, ...] = tuple(OPERATION_TITLES)
 
 # The tensors each operation reads. grad_output has the shape of the
-# convolution's output; the transposed convolution takes it as its input, so
-# that its result has the shape of the layer's input.
+# convolution's output. The transposed convolution takes it as its input, so
+# its result has the shape of the layer's input.
 _OPERANDS: dict[str, tuple[str, ...]] = {
     "forward": ("x", "weight"),
     "input_vjp": ("weight", "grad_output"),
@@ -101,7 +101,7 @@ def make_problem(layer: Layer, operation: str, quick: bool, device: torch.device
     problem = Problem(layer, operation, quick, {})
     shapes = {"x": problem.input_shape, "weight": problem.weight_shape, "grad_output": problem.output_shape}
     for name in _OPERANDS[operation]:
-        # Drawn on the CPU so that every device sees the same values.
+        # Drawn on the CPU, so that every device gets the same values.
         tensor = torch.randn(shapes[name], generator=generator, dtype=torch.float32)
         problem.tensors[name] = tensor.to(device)
     return problem

@@ -407,7 +407,10 @@ def write_markdown(
     lines.append(f"| Python | {machine.python_version} |")
     lines.append(f"| einconv | {machine.einconv_version} |")
     lines.append(f"| tndiagram commit | {machine.tndiagram_commit} |")
-    lines.append(f"| Mode | {'quick' if results.quick else 'full'}, up to {results.repeats} timed repeats |")
+    mode = "quick" if results.quick else "full"
+    if results.max_batch_size is not None and not results.quick:
+        mode += f", batch sizes capped at {results.max_batch_size}"
+    lines.append(f"| Mode | {mode}, up to {results.repeats} timed repeats |")
     lines.extend(["", "```", results.command, "```", ""])
 
     lines.extend(_method_section(results))

@@ -53,6 +53,7 @@ class RunResults:
     machine: Machine
     repeats: int
     note: str = ""  # printed at the top of the report, e.g. that the machine was shared
+    max_batch_size: int | None = None  # the cap on full-mode batch sizes, if any
     measurements: list[Measurement] = field(default_factory=list)
     overhead: CallOverhead | None = None
     compile_times: list[CompileTime] = field(default_factory=list)

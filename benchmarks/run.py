@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from .implementations import REFERENCE, Implementation, NotAvailable, select_implementations
+from .implementations import IMPLEMENTATIONS, REFERENCE, Implementation, NotAvailable, select_implementations
 from .layers import LAYERS, Layer, select_layers
 from .measure import TOLERANCE, Timer, median, relative_error
 from .overhead import CallOverhead, measure_call_overhead, measure_compile_times
@@ -42,7 +42,7 @@ class Settings:
     minimum_sample: float  # seconds; fast calls are repeated within a sample to reach it
 
 
-FULL = Settings(repeats=5, minimum_repeats=3, budget=10.0, minimum_sample=0.01)
+FULL = Settings(repeats=5, minimum_repeats=3, budget=4.0, minimum_sample=0.01)
 QUICK = Settings(repeats=3, minimum_repeats=3, budget=0.5, minimum_sample=0.005)
 
 
@@ -146,8 +146,8 @@ def benchmark_problem(
         return list(measurements.values())
 
     # Fast calls run several times per sample, so that each sample is long
-    # enough for the clock, after one more warm-up sample; slow problems get
-    # fewer repeats to fit the budget.
+    # enough for the clock, and get one more untimed sample as a warm-up.
+    # Slow problems get fewer repeats to fit the budget.
     numbers = {}
     for name, call in calls.items():
         numbers[name] = max(1, min(1000, math.ceil(settings.minimum_sample / max(estimates[name], 1e-9))))
@@ -197,23 +197,41 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         default="cuda" if torch.cuda.is_available() else "cpu",
         help="device to run on (default: cuda when available)",
     )
+
     parser.add_argument("--layers", help="comma-separated layer names (default: all, see benchmarks/layers.py)")
-    parser.add_argument("--operations", help="comma-separated operations (default: all)")
-    parser.add_argument("--implementations", help="comma-separated implementations; torch always runs")
+    parser.add_argument("--operations", help=f"comma-separated operations (default: all of {', '.join(OPERATIONS)})")
+    parser.add_argument(
+        "--implementations",
+        help=f"comma-separated implementations (default: all of {', '.join(IMPLEMENTATIONS)}); torch always runs",
+    )
+
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        help="cap the full-mode batch size of every layer (default: the batch sizes of benchmarks/layers.py),"
+        " to fit a slow machine",
+    )
     parser.add_argument("--repeats", type=int, help="timed samples per implementation (default: 5, quick: 3)")
     parser.add_argument(
-        "--budget", type=float, help="seconds of timed calls per layer and operation before repeats are cut"
+        "--budget",
+        type=float,
+        help=f"seconds of timed calls per layer and operation before repeats are cut (default: {FULL.budget:g},"
+        f" quick: {QUICK.budget:g})",
     )
+
     parser.add_argument("--note", default="", help="a sentence to print at the top of the report")
     parser.add_argument(
         "--from-json", type=Path, help="measure nothing: rewrite the report and plot from a file that --json wrote"
     )
     parser.add_argument("--skip-overhead", action="store_true", help="do not measure compile time and call overhead")
+
     arguments = parser.parse_args(argv)
     if arguments.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda requested, but torch finds no CUDA device")
     if arguments.threads < 1:
         parser.error(f"--threads must be at least 1, got {arguments.threads}")
+    if arguments.max_batch_size is not None and arguments.max_batch_size < 1:
+        parser.error(f"--max-batch-size must be at least 1, got {arguments.max_batch_size}")
     if arguments.repeats is not None and arguments.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {arguments.repeats}")
     return arguments
@@ -234,10 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         results = RunResults.load_json(arguments.from_json)
         measured_layers = {m.layer for m in results.measurements}
         measured_operations = {m.operation for m in results.measurements}
-        layers = [layer for layer in LAYERS if layer.name in measured_layers]
+        layers = _cap_batch_size([layer for layer in LAYERS if layer.name in measured_layers], results.max_batch_size)
         operations = [operation for operation in OPERATIONS if operation in measured_operations]
         return _write_outputs(results, operations, layers, arguments)
 
+    layers = _cap_batch_size(layers, arguments.max_batch_size)
     settings = QUICK if arguments.quick else FULL
     if arguments.repeats is not None:
         settings = dataclasses.replace(
@@ -260,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         machine=describe_machine(device, arguments.threads),
         repeats=settings.repeats,
         note=arguments.note,
+        max_batch_size=arguments.max_batch_size,
     )
     if not arguments.skip_overhead:
         print("measuring tndiagram's compile time and call overhead", file=sys.stderr)
@@ -286,6 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.json is not None:
         results.save_json(arguments.json)
     return _write_outputs(results, operations, layers, arguments)
+
+
+def _cap_batch_size(layers: list[Layer], max_batch_size: int | None) -> list[Layer]:
+    """Return the layers with their full-mode batch size at most ``max_batch_size``."""
+    if max_batch_size is None:
+        return layers
+    return [dataclasses.replace(layer, batch_size=min(layer.batch_size, max_batch_size)) for layer in layers]
 
 
 def _write_outputs(results: RunResults, operations: list[str], layers: list[Layer], arguments) -> int:
