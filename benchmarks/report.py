@@ -55,10 +55,12 @@ def _implementations_in(results: RunResults) -> list[str]:
 
 @dataclass
 class Target:
+    """One performance target of tndiagram, judged from a run."""
+
     title: str
     requirement: str
-    measured: str
-    met: bool | None  # None: not measured
+    measured: str  # the measured values, or why there are none
+    met: bool | None  # None when the run has no data for it
 
 
 def _tndiagram_measurements(results: RunResults, operation: str, layers: list[Layer]) -> list[Measurement]:

@@ -16,6 +16,7 @@ LAYERS = "resnet18_3x3_s2,wav2vec2_conv1d"
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    threads = torch.get_num_threads()
     folder = tmp_path_factory.mktemp("benchmarks")
     paths = {"report": folder / "benchmarks.md", "plot": folder / "benchmarks.png", "json": folder / "results.json"}
     status = main(
@@ -35,6 +36,7 @@ def quick_run(tmp_path_factory):
             str(paths["json"]),
         ]
     )
+    torch.set_num_threads(threads)  # main() set it for the whole process
     return status, paths
 
 
