@@ -19,10 +19,10 @@ from .layers import Layer
 from .measure import Timer
 from .problems import make_problem
 
-__all__ = ["CallOverhead", "CompileTime", "measure_call_overhead", "measure_compile_times"]
+__all__ = ["COMPILE_PROBE", "CallOverhead", "CompileTime", "measure_call_overhead", "measure_compile_times"]
 
-# A small 2-d layer with stride and padding, so that compiling it builds index
-# patterns of every kind the real layers need.
+# A small 2-d layer with stride and padding, so that its index patterns are
+# not trivial.
 COMPILE_PROBE = Layer("compile_probe", "a small 2-d layer", 4, 6, (3, 3), (9, 9), 2, (9, 9), 2, stride=2, padding=1)
 
 
@@ -120,7 +120,7 @@ def measure_compile_times(operations: list[str], trials: int = 3) -> list[Compil
     minus a cached call: parsing, rewriting, binding, planning, code generation
     and loading of a fresh network.
 
-    The grammar stays loaded between trials because a process builds it once.
+    The grammar stays loaded between trials, because a process builds it once.
     """
     results = []
     for operation in operations:
@@ -132,7 +132,7 @@ def measure_compile_times(operations: list[str], trials: int = 3) -> list[Compil
             continue
         durations = []
         try:
-            call()  # loads the grammar and warms torch's kernels, which happen once per process
+            call()  # untimed: loads the grammar and warms torch, both once per process
             for _ in range(trials):
                 _clear_tndiagram_caches()
                 begin = time.perf_counter()

@@ -11,6 +11,7 @@ from pathlib import Path
 from .implementations import IMPLEMENTATIONS, REFERENCE
 from .layers import Layer
 from .measure import TOLERANCE
+from .overhead import COMPILE_PROBE
 from .problems import OPERATION_TITLES
 from .results import Measurement, RunResults
 
@@ -344,7 +345,7 @@ def _compile_section(results: RunResults) -> list[str]:
     lines.append(
         "Median over 3 trials of the first call of each operation after tndiagram.functional's caches were"
         " emptied, minus a cached call: parsing the diagram file, rewriting, binding sizes, planning, generating"
-        " and loading the code. The operation runs on a 2×4×9×9 input with a 3×3 kernel, stride 2, padding 1."
+        f" and loading the code. The layer is small: {COMPILE_PROBE.describe(quick=True)}."
     )
     lines.append("")
     lines.append("| Operation | Compile time |")

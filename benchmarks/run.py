@@ -13,6 +13,7 @@ result. The exit status is 1 when any implementation failed or disagreed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import os
@@ -168,6 +169,36 @@ def benchmark_problem(
     return list(measurements.values())
 
 
+@contextlib.contextmanager
+def _memory_limit(fraction: float = 0.4):
+    """Cap this process's address space, inside the block, at its current size
+    plus ``fraction`` of the memory available now; yield the cap in bytes.
+
+    An implementation whose intermediate does not fit then fails with an
+    allocation error, which is reported, instead of pushing the machine into
+    swapping. Only for CPU runs, because CUDA reserves far more address space
+    than it uses. Yields None where /proc or setrlimit is missing.
+    """
+    try:
+        import resource
+
+        with open("/proc/meminfo", encoding="utf-8") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+        with open("/proc/self/statm", encoding="utf-8") as statm:
+            current = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        previous = resource.getrlimit(resource.RLIMIT_AS)
+        limit = current + int(fraction * available)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, previous[1]))
+    except (ImportError, OSError, KeyError, ValueError):
+        yield None
+        return
+    try:
+        yield limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, previous)
+
+
 def _names(text: str | None) -> list[str] | None:
     if text is None:
         return None
@@ -267,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(arguments.threads)
     device = torch.device(arguments.device)
+
     if device.type == "cuda":
         # TF32 would make torch's cuDNN convolutions less exact than the einsum
         # implementations, which would then seem to disagree.
@@ -291,17 +323,22 @@ def main(argv: list[str] | None = None) -> int:
             results.overhead = CallOverhead(error=_describe_error(error))
 
     timer = Timer(device)
-    progress = _progress(len(layers) * len(operations))
-    try:
-        for layer in layers:
-            for operation in operations:
-                progress.set_description(f"{layer.name} {operation}")
-                problem = make_problem(layer, operation, arguments.quick, device)
-                results.measurements.extend(benchmark_problem(problem, implementations, timer, settings, progress.write))
-                del problem
-                progress.update(1)
-    finally:
-        progress.close()
+    memory_limit = _memory_limit() if device.type == "cpu" else contextlib.nullcontext()
+    with memory_limit as cap:
+        if cap is not None:
+            print(f"address space capped at {cap / 2**30:.1f} GiB while measuring", file=sys.stderr)
+        progress = _progress(len(layers) * len(operations))
+        try:
+            for layer in layers:
+                for operation in operations:
+                    progress.set_description(f"{layer.name} {operation}")
+                    problem = make_problem(layer, operation, arguments.quick, device)
+                    measured = benchmark_problem(problem, implementations, timer, settings, progress.write)
+                    results.measurements.extend(measured)
+                    del problem
+                    progress.update(1)
+        finally:
+            progress.close()
 
     if arguments.json is not None:
         results.save_json(arguments.json)
@@ -316,17 +353,25 @@ def _cap_batch_size(layers: list[Layer], max_batch_size: int | None) -> list[Lay
 
 
 def _write_outputs(results: RunResults, operations: list[str], layers: list[Layer], arguments) -> int:
-    """Write the report and the plot; return 1 when anything failed or disagreed."""
+    """Write the report and the plot. Return 1 when an implementation disagreed
+    with torch, or when torch or tndiagram failed; einconv failing (for
+    example out of memory) is reported but not an error of this project."""
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     plot_path = arguments.plot or arguments.output.with_suffix(".png")
     plot_written = write_plot(results, operations, layers, plot_path)
     write_markdown(results, operations, layers, arguments.output, plot_path if plot_written else None)
     print(f"wrote {arguments.output}" + (f" and {plot_path}" if plot_written else ""), file=sys.stderr)
 
-    problems = [m for m in results.measurements if m.status == "failed" or m.agrees is False]
+    problems = [
+        m
+        for m in results.measurements
+        if m.agrees is False or (m.status == "failed" and m.implementation != "einconv")
+    ]
     if problems:
         print(f"{len(problems)} measurement(s) failed or disagree with torch; see the report", file=sys.stderr)
         return 1
+    if any(m.status == "failed" for m in results.measurements):
+        print("einconv failed on some problems; see the report", file=sys.stderr)
     return 0
 
 
