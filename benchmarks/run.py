@@ -7,7 +7,8 @@ tensors. After a warm-up, the repeats go round-robin over the implementations,
 each repeat starting one implementation later, so that drift of the machine
 affects all of them alike. The report gives the median time per call, the
 ratio to torch, the peak extra memory and the relative error against torch's
-result. The exit status is 1 when any implementation failed or disagreed.
+result. The exit status is 1 when any implementation disagreed with torch,
+or when torch or tndiagram failed.
 """
 
 from __future__ import annotations
@@ -354,8 +355,8 @@ def _cap_batch_size(layers: list[Layer], max_batch_size: int | None) -> list[Lay
 
 def _write_outputs(results: RunResults, operations: list[str], layers: list[Layer], arguments) -> int:
     """Write the report and the plot. Return 1 when an implementation disagreed
-    with torch, or when torch or tndiagram failed; einconv failing (for
-    example out of memory) is reported but not an error of this project."""
+    with torch, or when torch or tndiagram failed. A failure of einconv (for
+    example out of memory) is reported, but it is not an error of this project."""
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     plot_path = arguments.plot or arguments.output.with_suffix(".png")
     plot_written = write_plot(results, operations, layers, plot_path)
