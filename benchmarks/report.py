@@ -477,7 +477,12 @@ def _relative(target: Path, document: Path) -> str:
 
 # -- plot -----------------------------------------------------------------
 
-_MARKERS = {"tndiagram": "o", "tndiagram_no_rewrites": "s", "einconv": "^"}
+# One marker and color per implementation, the same in every panel.
+_STYLES = {
+    "tndiagram": {"marker": "o", "color": "tab:blue"},
+    "tndiagram_no_rewrites": {"marker": "s", "color": "tab:green"},
+    "einconv": {"marker": "^", "color": "tab:orange"},
+}
 
 
 def write_plot(results: RunResults, operations: list[str], layers: list[Layer], path: Path) -> bool:
@@ -488,6 +493,7 @@ def write_plot(results: RunResults, operations: list[str], layers: list[Layer], 
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
     except ImportError:
         print("matplotlib is not installed, so no plot is written (pip install tndiagram[bench])", file=sys.stderr)
         return False
@@ -516,11 +522,15 @@ def write_plot(results: RunResults, operations: list[str], layers: list[Layer], 
             agreeing = [(x, y) for x, y, agrees in points if agrees]
             disagreeing = [(x, y) for x, y, agrees in points if not agrees]
             if agreeing:
-                panel.scatter(*zip(*agreeing), marker=_MARKERS.get(name, "D"), label=IMPLEMENTATIONS[name].label)
+                style = _STYLES.get(name, {"marker": "D", "color": "tab:purple"})
+                panel.scatter(*zip(*agreeing), label=IMPLEMENTATIONS[name].label, **style)
             if disagreeing:
                 panel.scatter(*zip(*disagreeing), marker="x", color="red", label=f"{IMPLEMENTATIONS[name].label}, disagrees")
         if plotted:
             panel.set_yscale("log")
+            panel.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            panel.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            panel.yaxis.set_minor_formatter(NullFormatter())
             panel.legend(fontsize="small")
         else:
             panel.text(0.5, 0.5, "no implementation besides torch", ha="center", va="center", transform=panel.transAxes)
