@@ -1,0 +1,100 @@
+"""The benchmark harness runs end to end in quick mode and its implementations agree.
+
+These tests show that the harness works; they do not judge the timings.
+"""
+
+import json
+
+import pytest
+import torch
+
+from benchmarks.measure import Timer
+from benchmarks.run import main
+
+LAYERS = "resnet18_3x3_s2,wav2vec2_conv1d"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    threads = torch.get_num_threads()
+    folder = tmp_path_factory.mktemp("benchmarks")
+    paths = {"report": folder / "benchmarks.md", "plot": folder / "benchmarks.png", "json": folder / "results.json"}
+    status = main(
+        [
+            "--quick",
+            "--device",
+            "cpu",
+            "--layers",
+            LAYERS,
+            "--repeats",
+            "1",
+            "--threads",
+            "2",
+            "--output",
+            str(paths["report"]),
+            "--json",
+            str(paths["json"]),
+        ]
+    )
+    torch.set_num_threads(threads)  # main() set it for the whole process
+    return status, paths
+
+
+def test_quick_run_exits_cleanly(quick_run):
+    status, _ = quick_run
+    assert status == 0
+
+
+def test_quick_run_writes_report(quick_run):
+    _, paths = quick_run
+    report = paths["report"].read_text(encoding="utf-8")
+    for heading in ("## Machine and command", "## Forward", "## Input VJP", "## KFAC-reduce", "## Compile time"):
+        assert heading in report
+    assert "| resnet18_3x3_s2 |" in report
+    assert "| wav2vec2_conv1d |" in report
+    assert report.rstrip().splitlines()[0] == "# Benchmarks"
+    assert "## Targets" in report.split("## Compile time")[1]
+
+
+def test_quick_run_writes_plot(quick_run):
+    pytest.importorskip("matplotlib")
+    _, paths = quick_run
+    assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_implementations_agree_with_torch(quick_run):
+    _, paths = quick_run
+    measurements = json.loads(paths["json"].read_text(encoding="utf-8"))["measurements"]
+    assert len({(m["layer"], m["operation"]) for m in measurements}) == 2 * 7
+    for measurement in measurements:
+        name = f"{measurement['implementation']} {measurement['operation']} on {measurement['layer']}"
+        assert measurement["status"] != "failed", f"{name}: {measurement['reason']}"
+        if measurement["status"] == "ok":
+            assert measurement["agrees"], f"{name}: relative error {measurement['relative_error']}"
+            assert measurement["seconds"] > 0, name
+
+
+def test_torch_runs_every_operation(quick_run):
+    _, paths = quick_run
+    measurements = json.loads(paths["json"].read_text(encoding="utf-8"))["measurements"]
+    torch_runs = [m for m in measurements if m["implementation"] == "torch"]
+    assert len(torch_runs) == 2 * 7
+    assert all(m["status"] == "ok" for m in torch_runs)
+
+
+def test_cpu_peak_memory_counts_allocation():
+    size = 1 << 20
+    peak, seconds = Timer(torch.device("cpu")).peak_memory(lambda: torch.empty(size, dtype=torch.float32))
+    assert peak == 4 * size
+    assert seconds >= 0
+
+
+def test_cpu_peak_memory_sees_freed_temporary():
+    size = 1 << 20
+
+    def temporary_then_small():
+        temporary = torch.ones(size)
+        return temporary[:4].clone()
+
+    peak, _ = Timer(torch.device("cpu")).peak_memory(temporary_then_small)
+    assert peak >= 4 * size
