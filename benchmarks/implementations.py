@@ -12,7 +12,6 @@ the operation up once it exists.
 from __future__ import annotations
 
 import importlib
-import inspect
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -126,28 +125,28 @@ _TNDIAGRAM_FUNCTIONS = {
 }
 
 
-def tndiagram_function(operation: str, simplify: bool | None = True) -> Callable[..., torch.Tensor]:
-    """Return tndiagram.functional's function for ``operation``, with ``simplify``
-    bound when it is not None; raise NotAvailable when either does not exist."""
+def tndiagram_function(operation: str, simplify: bool = True, native: bool = True) -> Callable[..., torch.Tensor]:
+    """Return tndiagram.functional's function for ``operation``, compiled with
+    the given lowering; raise NotAvailable when it does not exist."""
     import tndiagram.functional
 
     name = _TNDIAGRAM_FUNCTIONS[operation]
     function = getattr(tndiagram.functional, name, None)
     if function is None:
         raise NotAvailable(f"tndiagram.functional.{name} does not exist")
-    if simplify is None:
+    if simplify and native:
         return function
-    if "simplify" not in inspect.signature(function).parameters:
-        if simplify:
-            # Before rewrites existed, every call ran the network as written.
-            return function
-        raise NotAvailable(f"tndiagram.functional.{name} takes no simplify= argument")
-    return lambda *args, **kwargs: function(*args, simplify=simplify, **kwargs)
+
+    def call(*args, **kwargs):
+        with tndiagram.functional.lowering(simplify=simplify, native=native):
+            return function(*args, **kwargs)
+
+    return call
 
 
-def tndiagram_call(problem: Problem, simplify: bool = True) -> Call:
+def tndiagram_call(problem: Problem, simplify: bool = True, native: bool = True) -> Call:
     """Return a call of tndiagram.functional on the problem's tensors."""
-    function = tndiagram_function(problem.operation, simplify)
+    function = tndiagram_function(problem.operation, simplify, native)
     layer = problem.layer
     tensors = problem.tensors
     arguments = problem.conv_arguments()
@@ -175,6 +174,11 @@ def _build_tndiagram(problem: Problem) -> Call:
 
 def _build_tndiagram_without_rewrites(problem: Problem) -> Call:
     return tndiagram_call(problem, simplify=False)
+
+
+def _build_tndiagram_einsum(problem: Problem) -> Call:
+    # Rewrites on, but no native convolution kernels: the pure tensor-network lowering.
+    return tndiagram_call(problem, native=False)
 
 
 # -- einconv --------------------------------------------------------------
@@ -235,6 +239,7 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
         Implementation("torch", "torch", _build_torch),
         Implementation("tndiagram", "tndiagram", _build_tndiagram),
         Implementation("tndiagram_no_rewrites", "tndiagram, rewrites off", _build_tndiagram_without_rewrites),
+        Implementation("tndiagram_einsum", "tndiagram, einsum only", _build_tndiagram_einsum),
         Implementation("einconv", "einconv", _build_einconv),
     )
 }

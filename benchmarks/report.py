@@ -481,6 +481,7 @@ def _relative(target: Path, document: Path) -> str:
 _STYLES = {
     "tndiagram": {"marker": "o", "color": "tab:blue"},
     "tndiagram_no_rewrites": {"marker": "s", "color": "tab:green"},
+    "tndiagram_einsum": {"marker": "D", "color": "tab:purple"},
     "einconv": {"marker": "^", "color": "tab:orange"},
 }
 

@@ -8,11 +8,12 @@ every dimension, and sequences give one entry per dimension.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.resources
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -34,6 +35,7 @@ __all__ = [
     "kfc",
     "kfac_reduce",
     "diagram",
+    "lowering",
     "normalize_padding",
 ]
 
@@ -45,9 +47,35 @@ def diagram(name: str) -> Program:
     return parse(resource.read_text(encoding="utf-8"), f"tndiagram/diagrams/{name}.tn")
 
 
-@functools.lru_cache(maxsize=None)
+# How the functions of this module compile their diagrams; see lowering().
+_LOWERING = {"simplify": True, "native": True}
+
+
+@contextlib.contextmanager
+def lowering(simplify: bool = True, native: bool = True) -> Iterator[None]:
+    """Compile this module's operations with other options inside the block.
+
+    ``simplify=False`` turns the rewrite passes off and ``native=False`` keeps
+    exact convolutions as einsum contractions instead of torch's kernels, as in
+    :func:`tndiagram.compile`; benchmarks and tests compare these lowerings.
+    """
+    previous = dict(_LOWERING)
+    _LOWERING.update(simplify=simplify, native=native)
+    try:
+        yield
+    finally:
+        _LOWERING.update(previous)
+
+
 def _compiled(file: str, network: str, hyper: tuple[tuple[str, Any], ...]) -> CompiledFunction:
-    return compile(diagram(file)[network], **dict(hyper))
+    return _compiled_with(file, network, hyper, _LOWERING["simplify"], _LOWERING["native"])
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_with(
+    file: str, network: str, hyper: tuple[tuple[str, Any], ...], simplify: bool, native: bool
+) -> CompiledFunction:
+    return compile(diagram(file)[network], simplify=simplify, native=native, **dict(hyper))
 
 
 def _per_dimension(name: str, value: Any, count: int) -> tuple:
@@ -566,10 +594,20 @@ def conv_weight_vjp_dropout(
         kept_weight = function(**sample.operands) * sample.scale
         result = input.new_zeros(weight_size)
         return result.index_copy(1, sample.kept[0], kept_weight)
-    function = _compiled_sampled_weight_vjp(count, groups, weight_size[2:])
+    function = _compiled_sampled_weight_vjp(
+        count, groups, weight_size[2:], _LOWERING["simplify"], _LOWERING["native"]
+    )
     return function(**sample.operands) * sample.scale
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_sampled_weight_vjp(count: int, groups: int, kernel_size: tuple[int, ...]) -> CompiledFunction:
-    return compile(_weight_vjp_with_pattern_operands(count), groups=groups, kernel_size=kernel_size)
+def _compiled_sampled_weight_vjp(
+    count: int, groups: int, kernel_size: tuple[int, ...], simplify: bool, native: bool
+) -> CompiledFunction:
+    return compile(
+        _weight_vjp_with_pattern_operands(count),
+        groups=groups,
+        kernel_size=kernel_size,
+        simplify=simplify,
+        native=native,
+    )
