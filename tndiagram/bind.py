@@ -102,6 +102,9 @@ def _pattern_arguments(factor: Factor, hyper: Mapping[str, Any]) -> dict[str, An
         return DiagramError(message, factor.span)
 
     for key, value in raw.items():
+        if value is None:
+            # check_pattern_argument passes None as "not known yet"; here every value is known.
+            raise fail(f"invalid {key} None: {key} must be set", key)
         try:
             size_rules.check_pattern_argument(key, value, family=family)
         except ValueError as error:
@@ -210,13 +213,14 @@ def expand_families(network: Network, count: int) -> Network:
     for term in network.terms:
         factors: list[Factor] = []
         for factor in term.factors:
-            if factor.kind == "pattern" and is_family(factor.axes[0][0]):
+            if factor.is_constant and is_family(factor.axes[0][0]):
+                # A constant over families is one constant per dimension, pairing the d-th members.
                 for d in range(count):
                     params = tuple(
                         (key, _element_reference(key, value, d, count, factor.span)) for key, value in factor.params
                     )
                     axes = tuple((_member(axis[0], d + 1),) for axis in factor.axes)
-                    factors.append(Factor("pattern", "pattern", axes, params, factor.span))
+                    factors.append(Factor(factor.kind, factor.name, axes, params, factor.span))
             else:
                 factors.append(Factor(factor.kind, factor.name, _expand_axes(factor.axes, count), factor.params, factor.span))
         terms.append(Term.from_factors(_expand_scalar(term.coefficient, count, None), factors, output))
@@ -253,6 +257,10 @@ def _parameter_value(value: Any, hyper: Mapping[str, Any], key: str, span: Span 
     return full
 
 
+# torch indexes tensors with signed 64-bit integers.
+MAX_SIZE = 2**62
+
+
 class _SizeSolver:
     """Infers index sizes by propagating constraints until nothing changes."""
 
@@ -268,6 +276,8 @@ class _SizeSolver:
     def set(self, index: str, size: int, origin: str, span: Span | None) -> bool:
         if size < 1:
             raise self.error(f"index {index!r} would have size {size} ({origin}); sizes must be positive", span)
+        if size > MAX_SIZE:
+            raise self.error(f"index {index!r} would have size {size} ({origin}), more than torch can index", span)
         known = self.sizes.get(index)
         if known is None:
             self.sizes[index] = int(size)
@@ -379,6 +389,12 @@ def bind(
                 )
             factors.append(factor)
         coefficient = solver.scalar(term.coefficient, None)
+        if not coefficient.is_finite:
+            raise DiagramError(
+                f"the coefficient {term.coefficient} evaluates to {coefficient}: a division by zero"
+                " or a zero to a negative power",
+                term.factors[0].span if term.factors else network.span,
+            )
         resolved_terms.append(Term.from_factors(coefficient, factors, term.output))
     bound = expanded.replace(terms=tuple(resolved_terms), hyper_parameters=())
     return BoundNetwork(verify(bound), dict(solver.sizes), dict(hyper), shapes, count, dict(solver.origins))

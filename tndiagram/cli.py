@@ -87,6 +87,18 @@ def _add_binding_options(parser: argparse.ArgumentParser, network_help: str, sha
     )
 
 
+def _shapes(network: Network, arguments: argparse.Namespace) -> dict[str, tuple[int, ...]]:
+    """Return the --shape values by operand, raising for a name the network lacks."""
+    shapes = dict(arguments.shape)
+    for name in shapes:
+        if name not in network.operand_names:
+            raise TNError(
+                f"--shape names {name!r}, which is not an operand of network {network.name!r}"
+                f" (operands: {', '.join(network.operand_names)})"
+            )
+    return shapes
+
+
 def _command_check(arguments: argparse.Namespace) -> int:
     program = load(arguments.file)
     print(f"{arguments.file}: {len(program)} network(s) valid: {', '.join(program)}")
@@ -100,7 +112,7 @@ def _command_show(arguments: argparse.Namespace) -> int:
     for network in networks:
         bound = plan = None
         if arguments.shape:
-            function = compile_network(network, shapes=dict(arguments.shape), **dict(arguments.set))
+            function = compile_network(network, shapes=_shapes(network, arguments), **dict(arguments.set))
             bound, plan = function.bound, function.plan
         elif arguments.set:
             bind(network, dict(arguments.set), {})
@@ -112,7 +124,7 @@ def _command_show(arguments: argparse.Namespace) -> int:
 def _command_compile(arguments: argparse.Namespace) -> int:
     program = load(arguments.file)
     network = _select(program, arguments.network)
-    function = compile_network(network, shapes=dict(arguments.shape), **dict(arguments.set))
+    function = compile_network(network, shapes=_shapes(network, arguments), **dict(arguments.set))
     if arguments.output in (None, "-"):
         sys.stdout.write(function.source)
     else:
@@ -173,7 +185,9 @@ def _derivative_module(network: Network, arguments: argparse.Namespace, diagram:
     return the module, with the derived diagram as its leading comment."""
     if not arguments.shape:
         raise TNError("grad --compile needs the shapes of the network's operands: give --shape NAME=SIZES for each")
-    shapes = dict(arguments.shape)
+    shapes = _shapes(network, arguments)
+    if arguments.wrt not in shapes:
+        raise TNError(f"grad --compile needs the shape of {arguments.wrt!r}: give --shape {arguments.wrt}=SIZES")
     forward = compile_network(network, shapes=shapes, **dict(arguments.set))
     specialization = forward.specialize(**shapes)
     derivative = specialization.derivatives.function(arguments.mode, arguments.wrt)
@@ -336,6 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         # Reading FILE and writing --output both end here, so the message names the path only.
         print(f"error: {error.filename}: {error.strerror}", file=sys.stderr)
+        return 1
+    except UnicodeDecodeError as error:
+        print(f"error: {arguments.file}: not UTF-8 text ({error.reason} at byte {error.start})", file=sys.stderr)
         return 1
 
 

@@ -77,7 +77,12 @@ def _canonical_equation(equation: str) -> str:
 
 
 def _number(value: float) -> str:
-    return repr(int(value)) if float(value).is_integer() else repr(float(value))
+    """Return a coefficient as Python source: an integer where it is one and small
+    enough for torch's 64-bit scalars, else a float."""
+    number = float(value)
+    if number.is_integer() and abs(number) < 2**53:
+        return repr(int(number))
+    return repr(number)
 
 
 def _shape_text(shape: Sequence[int]) -> str:

@@ -38,6 +38,7 @@ from .parser import parse_tree, span_of
 
 __all__ = ["Program", "lower_program", "parse", "load"]
 
+MAX_EXPONENT = 1024
 PATTERN_ARGUMENTS = ("stride", "padding", "dilation", "output_padding")
 
 # A lowered expression: a sum of (coefficient, factors) products.
@@ -296,11 +297,18 @@ class _NetworkLowerer:
         return [(sympy.nsimplify(str(tree.children[0])), [])]
 
     def _expression_add(self, tree: lark.Tree) -> Expression:
-        return self._expression(tree.children[0]) + self._expression(tree.children[1])
+        # A long sum is a deep left-leaning tree: walk it in a loop, not by recursion.
+        right_operands: list[tuple[int, lark.Tree]] = []
+        node = tree
+        while isinstance(node, lark.Tree) and node.data in ("add", "subtract"):
+            right_operands.append((1 if node.data == "add" else -1, node.children[1]))
+            node = node.children[0]
+        result = self._expression(node)
+        for sign, operand in reversed(right_operands):
+            result += [(sign * c, f) for c, f in self._expression(operand)]
+        return result
 
-    def _expression_subtract(self, tree: lark.Tree) -> Expression:
-        right = [(-c, f) for c, f in self._expression(tree.children[1])]
-        return self._expression(tree.children[0]) + right
+    _expression_subtract = _expression_add
 
     def _expression_negate(self, tree: lark.Tree) -> Expression:
         return [(-c, f) for c, f in self._expression(tree.children[0])]
@@ -319,6 +327,12 @@ class _NetworkLowerer:
     def _expression_power(self, tree: lark.Tree) -> Expression:
         base = self._scalar(tree.children[0], "the base of a power")
         exponent = self._scalar(tree.children[1], "an exponent")
+        # sympy evaluates numeric powers exactly, so a huge exponent would not finish.
+        if exponent.is_Number and base.is_Number and abs(base) != 1 and abs(exponent) > MAX_EXPONENT:
+            raise DiagramError(
+                f"the exponent {exponent} is too large: at most {MAX_EXPONENT} for a numeric base",
+                self.span(tree),
+            )
         return [(base**exponent, [])]
 
     def _expression_size_of(self, tree: lark.Tree) -> Expression:
@@ -450,6 +464,11 @@ class _NetworkLowerer:
         axes = self._index_list(tree.children[0], allow_groups=False)
         if len(axes) < 2:
             raise DiagramError("a Kronecker delta takes at least 2 indices", self.span(tree))
+        if len({is_family(axis[0]) for axis in axes}) != 1:
+            raise DiagramError(
+                "the indices of a Kronecker delta must be all families (i..., j...) or all single indices",
+                self.span(tree),
+            )
         return [(sympy.Integer(1), [Factor("delta", "delta", axes, (), self.span(tree))])]
 
     def _expression_ones(self, tree: lark.Tree) -> Expression:

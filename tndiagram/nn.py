@@ -283,6 +283,15 @@ ConvTranspose2d = _fixed_dimensions(ConvTransposeNd, 2, "ConvTranspose2d")
 ConvTranspose3d = _fixed_dimensions(ConvTransposeNd, 3, "ConvTranspose3d")
 
 
+def _spatial_dimensions(*arguments: Any) -> int:
+    """Return the number of spatial dimensions that sequence arguments give, or 2,
+    torch's only case, when every argument is a single value."""
+    for argument in arguments:
+        if isinstance(argument, (tuple, list)):
+            return len(argument)
+    return 2
+
+
 class Unfold(nn.Module):
     """Drop-in replacement for torch.nn.Unfold, for any number of spatial dimensions."""
 
@@ -300,6 +309,9 @@ class Unfold(nn.Module):
         self.stride = stride
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        # As in torch, an input with one axis fewer than [N, C, *spatial] is one unbatched sample.
+        if input.dim() == _spatial_dimensions(self.kernel_size, self.dilation, self.padding, self.stride) + 1:
+            return self.forward(input.unsqueeze(0)).squeeze(0)
         return functional.unfold(input, self.kernel_size, self.dilation, self.padding, self.stride)
 
     def extra_repr(self) -> str:
@@ -328,6 +340,9 @@ class Fold(nn.Module):
         self.stride = stride
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        # As in torch, an input [C·∏K, L] without the batch axis is one unbatched sample.
+        if input.dim() == 2:
+            return self.forward(input.unsqueeze(0)).squeeze(0)
         return functional.fold(input, self.output_size, self.kernel_size, self.dilation, self.padding, self.stride)
 
     def extra_repr(self) -> str:
