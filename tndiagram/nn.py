@@ -283,15 +283,6 @@ ConvTranspose2d = _fixed_dimensions(ConvTransposeNd, 2, "ConvTranspose2d")
 ConvTranspose3d = _fixed_dimensions(ConvTransposeNd, 3, "ConvTranspose3d")
 
 
-def _spatial_dimensions(*arguments: Any) -> int:
-    """Return the number of spatial dimensions that sequence arguments give, or 2,
-    torch's only case, when every argument is a single value."""
-    for argument in arguments:
-        if isinstance(argument, (tuple, list)):
-            return len(argument)
-    return 2
-
-
 class Unfold(nn.Module):
     """Drop-in replacement for torch.nn.Unfold, for any number of spatial dimensions."""
 
@@ -310,7 +301,9 @@ class Unfold(nn.Module):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         # As in torch, an input with one axis fewer than [N, C, *spatial] is one unbatched sample.
-        if input.dim() == _spatial_dimensions(self.kernel_size, self.dilation, self.padding, self.stride) + 1:
+        # With single values only, the module is 2-d, as torch's is.
+        sequences = [a for a in (self.kernel_size, self.dilation, self.padding, self.stride) if isinstance(a, (tuple, list))]
+        if input.dim() == (_spatial_dims(None, *sequences) if sequences else 2) + 1:
             return self.forward(input.unsqueeze(0)).squeeze(0)
         return functional.unfold(input, self.kernel_size, self.dilation, self.padding, self.stride)
 
