@@ -2,10 +2,11 @@
 fixed point, and a trace of every firing with the planned cost around it.
 
 The driver tries the passes in the order of :data:`PASSES` and restarts from
-the first after each firing. So cheap clean-ups (deltas, size-one indices,
-constants) run before the convolution passes. The specific convolution passes
-(dense, kernel size one, down-sampling) run before the general strided
-lowering. It stops when no pass fires. Every pass removes a factor or an
+the first after each firing. So cheap clean-ups (deltas, size-one indices) run
+first. The specific convolution passes (dense, kernel size one, down-sampling)
+come next, because a pattern they turn into a reshape or slice is cheaper than
+any precomputed constant that summing or folding it would give. The general
+strided lowering comes last. It stops when no pass fires. Every pass removes a factor or an
 index, except merging, which removes an index too, so a repeated network
 means a broken pass: the driver raises :class:`RewriteError` then.
 """
@@ -27,11 +28,11 @@ Pass = Callable[[BoundNetwork], BoundNetwork]
 PASSES: tuple[tuple[str, Pass], ...] = (
     (delta.NAME, delta.eliminate_delta),
     (squeeze.NAME, squeeze.squeeze_index),
-    (summed_pattern.NAME, summed_pattern.sum_pattern_index),
-    (fold.NAME, fold.fold_constants),
     (dense.NAME, dense.rewrite_dense),
     (kernel_one.NAME, kernel_one.slice_kernel_one),
     (downsample.NAME, downsample.rewrite_downsample),
+    (summed_pattern.NAME, summed_pattern.sum_pattern_index),
+    (fold.NAME, fold.fold_constants),
     (strided.NAME, strided.lower_strided),
     (merge.NAME, merge.merge_indices),
 )
