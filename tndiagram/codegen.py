@@ -306,7 +306,7 @@ class _Emitter:
         return lines, result
 
     def operand_axes(self, factor: Factor) -> tuple:
-        """The axes an operand's variable has in the code: split into single indices or not."""
+        """Return the axes an operand's variable has in the code: split into single indices or not."""
         if factor.kind == "operand" and factor.name in self.split_operands:
             return tuple((index,) for index in factor.indices)
         return factor.axes
