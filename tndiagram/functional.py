@@ -47,7 +47,7 @@ def diagram(name: str) -> Program:
     return parse(resource.read_text(encoding="utf-8"), f"tndiagram/diagrams/{name}.tn")
 
 
-# How the functions of this module compile their diagrams; see lowering().
+# The compile options of this module's operations, which lowering() changes.
 _LOWERING = {"simplify": True, "native": True}
 
 

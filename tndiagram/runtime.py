@@ -1,6 +1,6 @@
 """Compiled networks: callables that specialize a network once per shape signature.
 
-A :class:`CompiledFunction` binds, plans and emits code the first time it sees
+A :class:`CompiledFunction` binds, plans and emits code the first time it is called with
 a combination of operand shapes (and of present optional operands), caches the
 resulting :class:`Specialization`, and afterwards only checks dtypes and
 devices before it calls the generated function. Calls that autograd, torch.func
