@@ -18,6 +18,8 @@ import sys
 import types
 from typing import Sequence
 
+import sympy
+
 from . import __version__, native
 from .bind import BoundNetwork
 from .errors import CodegenError
@@ -235,17 +237,23 @@ class _Emitter:
             return lines + native_lines, expression
         live = [self.constant(f) if f.is_constant else self.operand(f, lines) for f in term.factors]
         expression = live[0]
+        scaled = False
         for position, step in enumerate(term.steps):
             operands = [live[p] for p in step.operands]
             for p in sorted(step.operands, reverse=True):
                 live.pop(p)
-            gram = self.gram(step, operands)
+            last = position == len(term.steps) - 1
+            scale = term.coefficient if last and term.coefficient != 1 else None
+            gram = self.gram(step, operands, scale)
             if len(step.inputs) == 1 and tuple(step.inputs[0]) == tuple(step.output):
                 expression = operands[0]
             elif gram is not None:
                 gram_lines, expression = gram
                 lines.extend(gram_lines)
                 equation = ""
+                if scale is not None:
+                    scale = None
+                    scaled = True
             else:
                 equation = self.einsum(step.inputs, step.output)
                 expression = f'torch.einsum("{equation}", {", ".join(operands)})'
@@ -260,11 +268,13 @@ class _Emitter:
                 live.append(target)
                 if key is not None:
                     self.reused[key] = target
-        if term.coefficient != 1:
+        if term.coefficient != 1 and not scaled:
             expression = f"{expression} * {_number(term.coefficient)}"
         return lines, expression
 
-    def gram(self, step: ContractionStep, operands: Sequence[str]) -> tuple[list[str], str] | None:
+    def gram(
+        self, step: ContractionStep, operands: Sequence[str], scale: sympy.Expr | None = None
+    ) -> tuple[list[str], str] | None:
         """Return code for a step that contracts a tensor with itself (a Gram matrix U Uᵀ).
 
         torch.einsum would copy the tensor twice into matrix layout; here it is
@@ -287,6 +297,13 @@ class _Emitter:
                 return None
         if not contracted or not free_left or set(batch + free_left + free_right) != output:
             return None
+        # The matrix copy may order its axes freely, so it takes the output's order,
+        # which leaves the product without a permutation (and a second copy).
+        output_order = list(step.output)
+        batch.sort(key=output_order.index)
+        pairs = sorted(zip(free_left, free_right), key=lambda pair: output_order.index(pair[0]))
+        free_left = [left for left, _ in pairs]
+        free_right = [right for _, right in pairs]
         sizes = self.bound.sizes
         size = lambda indices: prod(sizes[i] for i in indices)  # noqa: E731
         order = batch + free_left + contracted
@@ -298,6 +315,10 @@ class _Emitter:
             f".reshape({size(batch)}, {size(free_left)}, {size(contracted)})",
         ]
         result = f"torch.bmm({matrix}, {matrix}.transpose(1, 2))"
+        if scale is not None:
+            # The product is a new tensor that no one else reads, so scaling it in
+            # place saves a second result-sized allocation.
+            result += f".mul_({_number(scale)})"
         shape = [sizes[i] for i in batch + free_left + free_right]
         result += f".reshape({_shape_text(shape)})"
         current = batch + free_left + free_right
