@@ -112,7 +112,7 @@ def test_strided_fires_for_any_pattern_on_an_operand():
     assert _fires(strided.lower_strided, _bound_conv((9,), (3,), 2, ((2, 1),), 2))
 
 
-def test_strided_does_not_fire_on_an_output_input_index():
+def test_strided_skips_open_input_index():
     transpose = tndiagram.parse(
         """
 network transpose(y[n, k, o], weight[k, c, j]; stride=1) {

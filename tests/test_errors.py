@@ -37,7 +37,8 @@ def assert_points_at(error, line, column, underlined):
     assert start == 4 + column - 1, "the caret line is not aligned with the column"
     if underlined == "":
         # The end of the file: a single caret just past the last character.
-        assert end - start == 1 and start == len(source)
+        assert end - start == 1
+        assert start == len(source)
     else:
         assert source[start:end] == underlined
     first_line = str(error).splitlines()[0]
@@ -117,10 +118,11 @@ def test_syntax_error(text, position, words):
         assert word in error.message
 
 
-def test_syntax_error_does_not_offer_tokens_that_cannot_follow():
+def test_syntax_error_lists_only_followers():
     # Lark's LALR look-ahead set would also list '}' and 'size' here, as if a body were open.
     error = parse_error(DiagramSyntaxError, "network f(x[i]")
-    assert "'}'" not in error.message and "'size'" not in error.message
+    assert "'}'" not in error.message
+    assert "'size'" not in error.message
     error = parse_error(DiagramSyntaxError, "network f(x[i]) {\n    y[i] = x $ x\n}\n")
     assert "')'" not in error.message
 

@@ -383,7 +383,7 @@ def test_operand_used_with_other_indices():
 
 def test_call_keeps_the_callee_size_statement():
     # conv_nd's 'size g = groups' must hold in the caller: with groups=2 these
-    # channels do not fit, as torch also says.
+    # channels do not fit, and torch raises an error too.
     network = tndiagram.parse(CONSTRUCTS["call-with-families-and-groups"])["conv_twice"]
     assert [str(d.index) for d in network.sizes] == ["g"]
     x, w = randn(2, 4, 6), randn(4, 4, 3)

@@ -277,10 +277,11 @@ class _Emitter:
     ) -> tuple[list[str], str] | None:
         """Return code for a step that contracts a tensor with itself (a Gram matrix U Uᵀ).
 
-        torch.einsum would copy the tensor twice into matrix layout; here it is
-        copied once and multiplied with its own transpose. Axes that carry the
-        same index on both sides are batch axes (kept) or contracted (summed);
-        the others are the two free sides of the Gram matrix.
+        torch.einsum would copy the tensor twice into matrix layout, so here it
+        is copied once and multiplied with its own transpose. Axes that carry the
+        same index on both sides are batch axes if the output keeps them, and
+        contracted otherwise. The other axes are the two free sides of the Gram
+        matrix.
         """
         if len(operands) != 2 or operands[0] != operands[1]:
             return None

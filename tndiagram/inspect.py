@@ -62,7 +62,7 @@ def describe(
 ) -> str:
     """Return a report of a network: indices, tensors, terms and, when planned, its cost.
 
-    ``hyper`` holds hyper-parameter values set by the caller; the others show their defaults.
+    ``hyper`` contains the hyper-parameter values that the caller set; the others show their defaults.
     """
     hyper = hyper or {}
     lines = [f"network {network.name}"]

@@ -356,7 +356,7 @@ class Network:
         return any(is_family(index) for index in self.all_indices())
 
     def all_indices(self) -> list[str]:
-        """Every index name of the network, in the order it first appears."""
+        """Return every index name of the network, in the order it first appears."""
         seen: dict[str, None] = {}
         for operand in self.operands:
             seen.update(dict.fromkeys(i for axis in operand.axes for i in axis))

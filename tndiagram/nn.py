@@ -301,9 +301,11 @@ class Unfold(nn.Module):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         # As in torch, an input with one axis fewer than [N, C, *spatial] is one unbatched sample.
+        arguments = (self.kernel_size, self.dilation, self.padding, self.stride)
+        sequences = [argument for argument in arguments if isinstance(argument, (tuple, list))]
         # With single values only, the module is 2-d, as torch's is.
-        sequences = [a for a in (self.kernel_size, self.dilation, self.padding, self.stride) if isinstance(a, (tuple, list))]
-        if input.dim() == (_spatial_dims(None, *sequences) if sequences else 2) + 1:
+        spatial = _spatial_dims(None, *sequences) if sequences else 2
+        if input.dim() == spatial + 1:
             return self.forward(input.unsqueeze(0)).squeeze(0)
         return functional.unfold(input, self.kernel_size, self.dilation, self.padding, self.stride)
 

@@ -5,7 +5,7 @@ grammar has no syntax for. They print readably but do not parse: a view as
 ``x{i1 = 2*o1 + j1 - 1}[n, c, o1, j1]`` (the operand, how its source indices
 follow from the new ones, the resulting axes) and a constant as
 ``constant{pattern[j1, o1, i1](...)}[j1, i1]`` (the factors it contracts and
-the axes it keeps). Such a network prints with a comment line that says so.
+the axes it keeps). Such a network prints with a comment line that states this.
 """
 
 from __future__ import annotations

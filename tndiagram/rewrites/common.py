@@ -76,7 +76,7 @@ def replace_output(bound: BoundNetwork, output: tuple[Axis, ...]) -> BoundNetwor
 
 
 def substitute_in_axes(axes: tuple[Axis, ...], index: str, replacement: tuple[str, ...]) -> tuple[Axis, ...]:
-    """Replace ``index`` by the indices ``replacement`` inside whichever axis holds it."""
+    """Replace ``index`` by the indices ``replacement`` inside whichever axis contains it."""
     return tuple(
         tuple(member for name in axis for member in (replacement if name == index else (name,))) for axis in axes
     )

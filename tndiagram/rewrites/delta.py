@@ -3,7 +3,7 @@
 Identity: ``Σ_b δ[a, b] T[…b…] = T[…a…]``; a delta of any order equates all its
 indices, so it can be removed by renaming them to one name.
 
-Precondition: a term holds a delta whose indices are distinct, at most one of
+Precondition: a term contains a delta whose indices are distinct, at most one of
 them is on the output, the term has another factor, and after renaming no
 factor carries the kept index twice. The kept name is the output index if
 there is one, so the output is untouched. If no factor then carries the kept

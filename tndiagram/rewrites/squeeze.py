@@ -4,7 +4,7 @@ Identity: an index of size one takes the single value 0, so a tensor that
 carries it equals the same tensor with that axis indexed at 0, and the sum
 over it has one summand.
 
-Precondition: a term holds an index of size one that is not on the output,
+Precondition: a term contains an index of size one that is not on the output,
 carried only by operands, views, all-ones vectors, deltas and precomputed
 constants (not by index patterns, whose three axes are fixed), and the term
 keeps at least one factor. An operand with the index inside a group drops it
