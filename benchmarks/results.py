@@ -30,6 +30,7 @@ class Measurement:
     samples: list[float] = field(default_factory=list)  # seconds per call, one per repeat
     calls_per_sample: int = 0
     memory_bytes: int | None = None  # peak extra memory of one call
+    result_bytes: int | None = None  # bytes of the result's storage
     relative_error: float | None = None  # against torch's result in the same run
     agrees: bool | None = None
 

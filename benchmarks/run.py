@@ -119,6 +119,7 @@ def benchmark_problem(
             measurement.reason = _describe_error(error)
             del calls[name]
             continue
+        measurement.result_bytes = result.untyped_storage().nbytes()
         if name == REFERENCE:
             reference = result
             measurement.relative_error = 0.0

@@ -336,3 +336,74 @@ def test_specialize_reuses_a_called_signature():
     called = function._last
     assert function.specialize(x=(2, 3, 6, 5), weight=(4, 3, 3, 3)) is called
     assert len(function._specializations) == 1
+
+
+@pytest.mark.parametrize(
+    "size, hyper",
+    [
+        ((7, 6), dict(kernel_size=(3, 2), stride=(2, 1), padding=((1, 2), (0, 1)), dilation=(1, 2))),
+        ((5, 4, 6), dict(kernel_size=(3, 3, 2), stride=(1, 2, 3), padding=(1, 1, 2), dilation=(2, 1, 1))),
+        ((9,), dict(kernel_size=(4,), stride=(5,), padding=((3, 0),), dilation=(1,))),
+    ],
+    ids=["2d-asymmetric", "3d-dilated", "1d-stride-above-kernel"],
+)
+def test_view_pads_the_input_once(size, hyper):
+    """The padding of every dimension comes in one pad of the input, and the
+    view computes what the index-pattern einsum computes."""
+    network = tndiagram.functional.diagram("unfold")["unfold"]
+    x = randn(2, 3, *size)
+    viewed = tndiagram.compile(network, **hyper)
+    einsum = tndiagram.compile(network, simplify=False, **hyper)
+    torch.testing.assert_close(viewed(x), einsum(x))
+    assert viewed.source.count("torch.nn.functional.pad(") == 1
+    assert "torch.einsum" in einsum.source
+    assert "index_pattern(" in einsum.source
+
+
+def test_private_indices_summed_first():
+    """An index that one tensor alone carries is summed out of it first, as
+    ``.sum``; the other steps follow on the smaller tensor."""
+    network = tndiagram.parse("network p(a[i, j, l], b[j, k]) { c[k] = a * b }")["p"]
+    a, b = randn(5, 4, 3), randn(4, 6)
+    compiled = tndiagram.compile(network)
+    torch.testing.assert_close(compiled(a, b), torch.einsum("ijl,jk->k", a, b))
+    first = compiled.plan.terms[0].steps[0]
+    assert first.inputs == (("i", "j", "l"),)
+    assert first.output == ("j",)
+    assert "a.sum((0, 2))" in compiled.source
+    # A diagonal is not a plain sum: einsum takes it.
+    diagonal = tndiagram.parse("network d(a[i, l, j], b[j]) { c[] = a[i, i, j] * b }")["d"]
+    compiled = tndiagram.compile(diagonal)
+    square, weights = randn(3, 3, 4), randn(4)
+    torch.testing.assert_close(compiled(square, weights), torch.einsum("iij,j->", square, weights))
+    assert ".sum(" not in compiled.source
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, spatial",
+    [((1, 1), 2, (9, 8)), ((4, 4), 4, (8, 12)), ((2,), 3, (11,))],
+    ids=["1x1-stride-2", "patchify", "1d-stride-above-kernel"],
+)
+def test_kfac_reduce_sums_each_view_once(kernel, stride, spatial):
+    """KFAC-reduce on down-sampling layers sums the strided or reshaped input
+    over the output positions without copying it, once for both copies of x,
+    then multiplies the sum with its transpose."""
+    x = randn(3, 4, *spatial)
+    result = tndiagram.functional.kfac_reduce(x, kernel, stride=stride)
+    unfolded = tndiagram.functional.lowering(simplify=False, native=False)
+    with unfolded:
+        expected = tndiagram.functional.kfac_reduce(x, kernel, stride=stride)
+    if len(spatial) == 2:
+        patches = F.unfold(x, kernel, stride=stride)
+        summed = patches.sum(-1)
+        expected_unfold = summed.T @ summed / (x.shape[0] * patches.shape[-1] ** 2)
+        torch.testing.assert_close(result[0], expected_unfold)
+    torch.testing.assert_close(result, expected)
+    hyper = tndiagram.functional._convolution_hyper(
+        len(spatial), stride, 0, 1, 1, kernel_size=kernel
+    )
+    source = tndiagram.functional._compiled("kfac_reduce", "kfac_reduce", hyper).source
+    assert source.count(".sum(") == 1
+    assert ".flatten(" not in source
+    assert "torch.einsum" not in source
+    assert source.count("torch.bmm(") == 1

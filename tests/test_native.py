@@ -153,3 +153,74 @@ def pattern_tensor(kernel, output, input, stride=1):
             if i < input:
                 result[k, o, i] = 1
     return result
+
+
+BIAS_NETWORKS = tndiagram.parse(
+    """
+# The bias over (g k) split into two axes: the kernel takes it flattened.
+network split_bias(x[n, (g c), i...], weight[(g k), c, j...], bias[g, k]; padding=0, groups=1) {
+    size g = groups
+    y[n, (g k), o...] = x * weight * pattern[j..., o..., i...](padding=padding) + bias
+}
+# A scaled convolution: torch's kernel cannot scale before adding the bias.
+network scaled(x[n, c, i...], weight[k, c, j...], bias[k]) {
+    y[n, k, o...] = 2 * x * weight * pattern[j..., o..., i...](stride=1) + bias
+}
+# The bias first: the convolution's term still takes it.
+network bias_first(x[n, c, i...], weight[k, c, j...], bias[k]; stride=1) {
+    y[n, k, o...] = bias + x * weight * pattern[j..., o..., i...](stride=stride)
+}
+# A bias over the output positions is not a bias torch's kernel adds.
+network spatial_bias(x[n, c, i], weight[k, c, j], bias[o]) {
+    y[n, k, o] = x * weight * pattern[j, o, i](stride=1) + bias
+}
+"""
+)
+
+
+def takes_bias(source: str) -> bool:
+    """Whether a native convolution call in ``source`` takes ``bias``, across wrapped lines."""
+    return "weight, bias," in " ".join(source.split())
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_bias_passed_to_native_convolution(case):
+    x, weight = random_operands(case)
+    bias = torch.randn(case["out_channels"], dtype=torch.float64)
+    compiled = tndiagram.compile(tndiagram.functional.diagram("conv")["conv"], **hyper_parameters(case))
+    result = compiled(x.detach(), weight.detach(), bias)
+    expected = reference_forward(x.detach(), weight.detach(), case) + bias.reshape(-1, *[1] * len(case["size"]))
+    torch.testing.assert_close(result, expected)
+    assert takes_bias(compiled.source)
+    assert "y = y + " not in compiled.source
+
+
+def test_split_bias_axes_flattened():
+    x = torch.randn(2, 4, 6, 5, dtype=torch.float64)
+    weight = torch.randn(6, 2, 3, 3, dtype=torch.float64)
+    bias = torch.randn(2, 3, dtype=torch.float64)
+    compiled = tndiagram.compile(BIAS_NETWORKS["split_bias"], padding=1, groups=2)
+    expected = F.conv2d(x, weight, bias.reshape(-1), padding=1, groups=2)
+    torch.testing.assert_close(compiled(x, weight, bias), expected)
+    assert "bias.reshape(6,)" in compiled.source
+
+
+@pytest.mark.parametrize("name", ["scaled", "bias_first", "spatial_bias"])
+def test_bias_folding_cases(name):
+    x = torch.randn(3, 2, 9, dtype=torch.float64)
+    weight = torch.randn(4, 2, 3, dtype=torch.float64)
+    network = BIAS_NETWORKS[name]
+    hyper = {"stride": 2} if name == "bias_first" else {}
+    convolution = F.conv1d(x, weight, **hyper)
+    bias = torch.randn(convolution.shape[2] if name == "spatial_bias" else 4, dtype=torch.float64)
+    compiled = tndiagram.compile(network, **hyper)
+    result = compiled(x, weight, bias)
+    if name == "scaled":
+        expected, folded = 2 * convolution + bias.reshape(4, 1), False
+    elif name == "spatial_bias":
+        expected, folded = convolution + bias, False
+    else:
+        expected, folded = F.conv1d(x, weight, bias, **hyper), True
+    torch.testing.assert_close(result, expected)
+    assert takes_bias(compiled.source) == folded
+    assert "torch.nn.functional.conv1d" in compiled.source

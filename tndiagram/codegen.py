@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import itertools
 import string
+from dataclasses import replace
 from math import prod
 import sys
 import types
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import sympy
 
@@ -188,8 +189,7 @@ class _Emitter:
         if [len(axis) for axis in source] != [len(axis) for axis in declared]:
             start = f"{factor.name}.reshape({_shape_text([sizes[i] for i in dims])})"
         view_lines = [f"    {variable} = {start}"]
-        for step in factor.param("steps"):
-            view_lines.extend(f"    {variable} = {text}" for text in _view_step(variable, step, dims, sizes))
+        view_lines.extend(f"    {variable} = {text}" for text in _view(variable, factor.param("steps"), dims, sizes))
         # A view built the same way before (such as the second copy of x in a
         # Kronecker factor) is the same tensor.
         key = ("view",) + tuple(line.replace(variable, "@") for line in view_lines)
@@ -212,6 +212,33 @@ class _Emitter:
             name = f"_{name}"
         return name
 
+    def fold_biases(self) -> dict[int, int]:
+        """Pair native convolution terms with a bias term that torch's kernel can add.
+
+        A term that is one operand carrying exactly the convolution's output channels
+        (groups first, as torch orders them) is passed as the kernel's ``bias``: the
+        kernel adds it while it writes the output, which saves a pass over the result.
+        Return the term number of each such bias by the number of its convolution.
+        """
+        biases: dict[int, int] = {}
+        for number, match in self.matches.items():
+            if match.kind != "forward" or self.plan.terms[number - 1].coefficient != 1:
+                continue
+            channels = list(match.group + match.output_channel)
+            for other, term in enumerate(self.plan.terms, start=1):
+                factor = term.factors[0] if len(term.factors) == 1 else None
+                if (
+                    factor is not None
+                    and factor.kind == "operand"
+                    and term.coefficient == 1
+                    and list(factor.indices) == channels
+                    and other not in self.matches
+                    and other not in biases.values()
+                ):
+                    biases[number] = other
+                    break
+        return biases
+
     def emit_term(self, number: int, term: TermPlan, target: str) -> tuple[list[str], str]:
         """Return the lines that compute one term and the expression of its value;
         a native kernel assigns its result to ``target``."""
@@ -228,8 +255,15 @@ class _Emitter:
         if match is not None:
             variables = [f.name for f in term.factors]
             axes = [self.operand_axes(f) for f in term.factors]
+            bias = None
+            if number in self.biases:
+                factor = self.plan.terms[self.biases[number] - 1].factors[0]
+                sizes = self.bound.sizes
+                channels = [prod(sizes[i] for i in factor.indices)]
+                bias = native.arrange(factor.name, self.operand_axes(factor), factor.indices, channels, sizes)
+                lines[0] += f" + {factor.name}"
             native_lines, expression = native.emit_convolution(
-                match, variables, axes, term.output, self.bound.sizes, target
+                match, variables, axes, term.output, self.bound.sizes, target, bias
             )
             lines[1] = f"    # Lowered to torch's native {native.DESCRIPTIONS[match.kind]}."
             if term.coefficient != 1:
@@ -245,8 +279,13 @@ class _Emitter:
             last = position == len(term.steps) - 1
             scale = term.coefficient if last and term.coefficient != 1 else None
             gram = self.gram(step, operands, scale)
+            summed = _summed_dimensions(step)
+            key = None
             if len(step.inputs) == 1 and tuple(step.inputs[0]) == tuple(step.output):
                 expression = operands[0]
+            elif summed is not None:
+                expression = f"{operands[0]}.sum({_dimensions_text(summed)})"
+                key = ("sum", operands[0], summed)
             elif gram is not None:
                 gram_lines, expression = gram
                 lines.extend(gram_lines)
@@ -257,9 +296,9 @@ class _Emitter:
             else:
                 equation = self.einsum(step.inputs, step.output)
                 expression = f'torch.einsum("{equation}", {", ".join(operands)})'
+                key = ("step", _canonical_equation(equation), tuple(operands))
             if position < len(term.steps) - 1:
                 # The same contraction of the same tensors, up to index names, is computed once.
-                key = ("step", _canonical_equation(equation), tuple(operands)) if expression.startswith("torch.einsum") else None
                 if key is not None and key in self.reused:
                     live.append(self.reused[key])
                     continue
@@ -347,11 +386,13 @@ class _Emitter:
                 match = native.match_convolution(term.factors, term.output, bound.sizes)
                 if match is not None:
                     self.matches[number] = match
+        self.biases = self.fold_biases()
+        folded = set(self.biases.values())
         # Einsum steps and views need single-index axes; native kernels take grouped axes as they are.
         einsum_operands = {
             f.name
             for number, term in enumerate(self.plan.terms, start=1)
-            if number not in self.matches
+            if number not in self.matches and number not in folded
             for f in term.factors
             if f.kind in ("operand", "view")
         }
@@ -368,8 +409,12 @@ class _Emitter:
         result_name = self.result_name
         full_rank = len(output_indices)
         covers_all = False
+        emitted = 0
         for number, term in enumerate(self.plan.terms, start=1):
-            lines, expression = self.emit_term(number, term, result_name if number == 1 else "convolution")
+            if number in folded:
+                continue
+            emitted += 1
+            lines, expression = self.emit_term(number, term, result_name if emitted == 1 else "convolution")
             body.extend(lines)
             if len(term.output) < full_rank:
                 # Indices that this term lacks become size-one axes, so the sum broadcasts.
@@ -377,7 +422,7 @@ class _Emitter:
                 expression = f"({expression}).reshape({_shape_text(broadcast)})" if " " in expression else f"{expression}.reshape({_shape_text(broadcast)})"
             else:
                 covers_all = True
-            if number == 1:
+            if emitted == 1:
                 if expression != result_name:
                     body.append(f"    {result_name} = {expression}")
             else:
@@ -458,6 +503,24 @@ class _Emitter:
         return "\n".join(lines)
 
 
+def _summed_dimensions(step: ContractionStep) -> tuple[int, ...] | None:
+    """Return the dimensions that a one-tensor step sums over, keeping the order of
+    the others, or None when the step does more (a diagonal or a permutation)."""
+    if len(step.inputs) != 1:
+        return None
+    (indices,) = step.inputs
+    if len(set(indices)) != len(indices) or len(step.output) == len(indices):
+        return None
+    remaining = [i for i in indices if i in step.output]
+    if remaining != list(step.output):
+        return None
+    return tuple(d for d, i in enumerate(indices) if i not in step.output)
+
+
+def _dimensions_text(dimensions: Sequence[int]) -> str:
+    return str(dimensions[0]) if len(dimensions) == 1 else f"({_shape_text(dimensions)})"
+
+
 def _index_text(dimension: int, start: int, stop: int, step: int) -> str:
     """Return ``[:, :, start:stop:step]``, slicing dimension ``dimension``."""
     entry = f"{start if start else ''}:{stop}" + (f":{step}" if step != 1 else "")
@@ -477,6 +540,49 @@ def _pad_and_slice(
     start, stop = low + left, high + left + 1
     if start != 0 or stop != length + left + right or step != 1:
         lines.append(f"{variable}{_index_text(dimension, start, stop, step)}")
+    return lines
+
+
+def _view(variable: str, steps: Sequence[ViewStep], dims: list[str], sizes: Mapping[str, int]) -> list[str]:
+    """Return the right-hand sides that apply the view ``steps`` to ``variable``.
+
+    The slice and unfold steps on the tensor's own dimensions share one zero
+    pad, placed before the first of them: padding each dimension in its own
+    step would copy the growing, partly unfolded view once per dimension.
+    """
+    sizes = dict(sizes)
+    amounts: dict[str, tuple[int, int]] = {}
+    touched: set[str] = set()
+    shifted: list[ViewStep] = []
+    first = None
+    for number, step in enumerate(steps):
+        index = step.source[0] if step.source else None
+        hoisted = step.kind in ("slice", "unfold") and index in dims and index not in touched
+        touched.update(step.source)
+        if not hoisted:
+            shifted.append(step)
+            continue
+        length = sizes[index]
+        if step.kind == "slice":
+            high = step.start + step.step * (sizes[step.target[0]] - 1)
+        else:
+            output, kernel = (sizes[i] for i in step.target)
+            high = step.start + step.step * (output - 1) + step.dilation * (kernel - 1)
+        left, right = max(0, -step.start), max(0, high - (length - 1))
+        if left or right:
+            amounts[index] = (left, right)
+            sizes[index] = length + left + right
+            first = number if first is None else first
+        shifted.append(replace(step, start=step.start + left))
+    lines = []
+    for number, step in enumerate(shifted):
+        if number == first:
+            # torch.nn.functional.pad lists the last dimension first.
+            pairs = [amount for index in reversed(dims) for amount in amounts.get(index, (0, 0))]
+            while pairs[-2:] == [0, 0]:
+                del pairs[-2:]
+            lines.append(f"torch.nn.functional.pad({variable}, ({_shape_text(pairs)}))")
+        lines.extend(_view_step(variable, step, dims, sizes))
     return lines
 
 

@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 from .ir import Axis, Factor, Term
 from .sizes import PatternParameters, output_size
 
-__all__ = ["NativeConvolution", "match_convolution", "match_term", "emit_convolution"]
+__all__ = ["NativeConvolution", "match_convolution", "match_term", "emit_convolution", "arrange"]
 
 MAX_NATIVE_DIMENSIONS = 3
 LINE_WIDTH = 100
@@ -190,7 +190,7 @@ def _text(values: Sequence[int]) -> str:
     return "(" + ", ".join(str(v) for v in values) + ("," if len(values) == 1 else "") + ")"
 
 
-def _arrange(
+def arrange(
     variable: str, axes: Sequence[Axis], order: Sequence[str], shape: Sequence[int], sizes: Mapping[str, int]
 ) -> str:
     """Return code that brings a tensor with ``axes`` into index ``order`` and ``shape``.
@@ -216,9 +216,13 @@ def emit_convolution(
     output: Sequence[str],
     sizes: Mapping[str, int],
     target: str = "convolution",
+    bias: str | None = None,
 ) -> tuple[list[str], str]:
     """Return code lines that assign the kernel's result to ``target``, and the
     expression of the term's value in terms of it.
+
+    ``bias``, for a forward convolution only, is the expression of a vector over
+    torch's output channels that the kernel adds to its result.
 
     ``variables`` are the code names of the term's factors and ``axes`` the
     axes those variables have now (grouped, or split into single indices).
@@ -236,18 +240,20 @@ def emit_convolution(
     first_axes, second_axes = axes[match.first], axes[match.second]
     first_name, second_name = variables[match.first], variables[match.second]
 
-    def arrange(first_operand: bool, order: Sequence[str], shape: Sequence[int]) -> str:
+    def operand(first_operand: bool, order: Sequence[str], shape: Sequence[int]) -> str:
         if first_operand:
-            return _arrange(first_name, first_axes, order, shape, sizes)
-        return _arrange(second_name, second_axes, order, shape, sizes)
+            return arrange(first_name, first_axes, order, shape, sizes)
+        return arrange(second_name, second_axes, order, shape, sizes)
 
+    if bias is not None and match.kind != "forward":
+        raise ValueError(f"only a forward convolution takes a bias, not a {DESCRIPTIONS[match.kind]}")
     symmetric = all(left == right for left, right in match.padding)
     lines: list[str] = []
     if match.kind == "forward":
         data_order = match.batch + match.group + match.input_channel + match.input
-        data = arrange(True, data_order, [batch, group * size(match.input_channel)] + spatial(match.input))
+        data = operand(True, data_order, [batch, group * size(match.input_channel)] + spatial(match.input))
         weight_order = match.group + match.output_channel + match.input_channel + match.kernel
-        weight = arrange(
+        weight = operand(
             False, weight_order, [group * size(match.output_channel), size(match.input_channel)] + spatial(match.kernel)
         )
         if symmetric:
@@ -258,16 +264,16 @@ def emit_convolution(
         lines += _call(
             target,
             f"torch.nn.functional.conv{dims}d",
-            [data, weight],
+            [data, weight] + ([bias] if bias is not None else []),
             f"stride={_text(match.stride)}, padding={padding}, dilation={_text(match.dilation)}, groups={group}",
         )
         result_order = match.batch + match.group + match.output_channel + match.output
         torch_shape = [batch, group * size(match.output_channel)] + spatial(match.output)
     elif match.kind == "input_vjp":
         cotangent_order = match.batch + match.group + match.output_channel + match.output
-        cotangent = arrange(True, cotangent_order, [batch, group * size(match.output_channel)] + spatial(match.output))
+        cotangent = operand(True, cotangent_order, [batch, group * size(match.output_channel)] + spatial(match.output))
         weight_order = match.group + match.output_channel + match.input_channel + match.kernel
-        weight = arrange(
+        weight = operand(
             False, weight_order, [group * size(match.output_channel), size(match.input_channel)] + spatial(match.kernel)
         )
         full = [
@@ -308,9 +314,9 @@ def emit_convolution(
         torch_shape = [batch, group * size(match.input_channel)] + spatial(match.input)
     else:
         data_order = match.batch + match.group + match.input_channel + match.input
-        data = arrange(True, data_order, [batch, group * size(match.input_channel)] + spatial(match.input))
+        data = operand(True, data_order, [batch, group * size(match.input_channel)] + spatial(match.input))
         cotangent_order = match.batch + match.group + match.output_channel + match.output
-        cotangent = arrange(
+        cotangent = operand(
             False, cotangent_order, [batch, group * size(match.output_channel)] + spatial(match.output)
         )
         if symmetric:

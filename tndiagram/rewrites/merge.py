@@ -8,7 +8,8 @@ Precondition: a and b are distinct indices of a term. Every factor of the
 term that carries either carries both, once each, with b right after a in its
 index order, and is an operand or a view. An operand whose a and b sit in one
 group takes m in the group; any other operand or view takes a ``merge`` step. If the output carries either, it carries both in one group axis,
-b right after a, and no other term carries a or b.
+b right after a, and no other term carries a or b. Indices that one factor
+alone carries, outside the output, stay apart: the plan sums them first.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def _applies(bound: BoundNetwork, number: int, a: str, b: str) -> bool:
         if factor.kind not in VIEWABLE_KINDS or not _adjacent(factor.indices, a, b):
             return False
     outputs = output_indices(bound)
+    if len(carrying) == 1 and a not in outputs and b not in outputs:
+        # The plan sums indices that one tensor alone carries before anything
+        # else; merging them first would only copy a strided view.
+        return False
     if a in outputs or b in outputs:
         if not _adjacent(outputs, a, b) or not _in_one_group(bound.network.output, a, b):
             return False
