@@ -480,8 +480,9 @@ def _method_section(results: RunResults) -> list[str]:
         f"- Time: the median of the repeats; {timing}. The first call checks the result and the second measures"
         " the memory, so neither is timed. Within each repeat the implementations run round-robin, and each repeat"
         " starts one implementation later, so drift of the machine affects all alike. Fast calls run several times"
-        " within one repeat, after one such untimed group; slow problems get fewer repeats (at least 3, unless"
-        " --repeats asks for fewer) to fit a time budget per layer and operation.",
+        " within one repeat, after one such untimed group. Each implementation gets the repeats that fit its equal"
+        " share of a time budget per layer and operation: at least 3 (unless --repeats asks for fewer), at most"
+        " --repeats.",
         f"- Peak extra memory: the second call; {memory}. The result tensor counts; constants that an"
         " implementation built on its first call and keeps do not. In parentheses, and for the KFAC-reduce"
         " memory target, the same less the bytes of the result's storage: the memory a call needs besides"

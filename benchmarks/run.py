@@ -150,19 +150,23 @@ def benchmark_problem(
 
     # Fast calls run several times per sample, so that each sample is long
     # enough for the clock, and get one more untimed sample as a warm-up.
-    # Slow problems get fewer repeats to fit the budget.
+    # Each implementation gets the repeats that fit its share of the budget, so
+    # a slow one keeps the minimum and does not cut the repeats of a fast one.
     numbers = {}
+    repeats = {}
+    share = settings.budget / len(calls)
     for name, call in calls.items():
         numbers[name] = max(1, min(1000, math.ceil(settings.minimum_sample / max(estimates[name], 1e-9))))
         if numbers[name] > 1:
             estimates[name] = timer.seconds_per_call(call, numbers[name])
-    seconds_per_repeat = sum(estimates[name] * numbers[name] for name in calls)
-    repeats = min(settings.repeats, max(settings.minimum_repeats, int(settings.budget / seconds_per_repeat)))
+        fitting = int(share / max(estimates[name] * numbers[name], 1e-9))
+        repeats[name] = min(settings.repeats, max(settings.minimum_repeats, fitting))
 
     names = list(calls)
-    for repeat in range(repeats):
-        shift = repeat % len(names)
-        for name in names[shift:] + names[:shift]:
+    for repeat in range(max(repeats.values())):
+        active = [name for name in names if repeats[name] > repeat]
+        shift = repeat % len(active)
+        for name in active[shift:] + active[:shift]:
             measurements[name].samples.append(timer.seconds_per_call(calls[name], numbers[name]))
     for name in names:
         measurement = measurements[name]
@@ -248,7 +252,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--budget",
         type=float,
-        help=f"seconds of timed calls per layer and operation before repeats are cut (default: {FULL.budget:g},"
+        help=f"seconds of timed calls per layer and operation, shared equally by the implementations, before"
+        f" repeats are cut (default: {FULL.budget:g},"
         f" quick: {QUICK.budget:g})",
     )
 

@@ -4,6 +4,7 @@ These tests show that the harness works; they do not judge the timings.
 """
 
 import json
+import time
 
 import pytest
 import torch
@@ -98,3 +99,58 @@ def test_cpu_peak_memory_sees_freed_temporary():
 
     peak, _ = Timer(torch.device("cpu")).peak_memory(temporary_then_small)
     assert peak >= 4 * size
+
+
+def test_slow_implementation_keeps_fast_repeats():
+    """A slow implementation gets the minimum of repeats without cutting those
+    of a fast one, and both agree with the reference."""
+    from benchmarks.implementations import REFERENCE, Implementation
+    from benchmarks.layers import LAYERS
+    from benchmarks.problems import make_problem
+    from benchmarks.run import Settings, benchmark_problem
+
+    problem = make_problem(LAYERS[0], "forward", quick=True, device=torch.device("cpu"))
+    value = torch.ones(3)
+
+    def slow_call():
+        time.sleep(0.02)
+        return value
+
+    implementations = [
+        Implementation(REFERENCE, "torch", lambda problem: lambda: value),
+        Implementation("slow", "slow", lambda problem: slow_call),
+    ]
+    settings = Settings(repeats=6, minimum_repeats=2, budget=0.1, minimum_sample=0.0)
+    fast, slow = benchmark_problem(problem, implementations, Timer(torch.device("cpu")), settings, print)
+    assert len(fast.samples) == 6
+    assert len(slow.samples) == 2
+    assert slow.agrees
+    assert slow.result_bytes == value.untyped_storage().nbytes()
+
+
+def test_relative_error_over_chunks():
+    from benchmarks.measure import relative_error
+
+    reference = torch.randn(3 * (1 << 22) + 5)
+    result = reference + 1e-3 * torch.randn_like(reference)
+    expected = ((result.double() - reference.double()).norm() / reference.double().norm()).item()
+    assert relative_error(result, reference) == pytest.approx(expected, rel=1e-9)
+    assert relative_error(torch.zeros(4), torch.zeros(4)) == 0.0
+
+
+def test_memory_beyond_result_ratio():
+    from benchmarks.report import _memory_ratio
+    from benchmarks.results import Measurement
+
+    def measured(name, memory, result):
+        return Measurement("layer", "kfac_reduce", name, "ok", memory_bytes=memory, result_bytes=result)
+
+    class Results:
+        @staticmethod
+        def find(layer, operation, implementation):
+            return reference
+
+    reference = measured("torch", 100, 20)
+    mine = measured("tndiagram", 24, 20)
+    assert _memory_ratio(Results, mine) == pytest.approx(0.24)
+    assert _memory_ratio(Results, mine, beyond_result=True) == pytest.approx(4 / 80)
