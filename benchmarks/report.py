@@ -442,6 +442,8 @@ def write_markdown(
     if results.max_batch_size is not None and not results.quick:
         mode += f", batch sizes capped at {results.max_batch_size}"
     lines.append(f"| Mode | {mode}, up to {results.repeats} timed repeats |")
+    if results.allocator:
+        lines.append(f"| Allocator | {results.allocator} |")
     lines.extend(["", "```", results.command, "```", ""])
 
     lines.extend(_method_section(results))
@@ -488,6 +490,10 @@ def _method_section(results: RunResults) -> list[str]:
         " memory target, the same less the bytes of the result's storage: the memory a call needs besides"
         " the tensor it returns, which every implementation must allocate. As the result may not be alive at"
         " the peak, this is a lower bound of the memory beyond the result.",
+        "- Memory allocation on the CPU: unless --system-malloc is given, glibc's malloc keeps freed memory"
+        " for reuse (the Allocator row above). Otherwise it maps large allocations afresh and the kernel zeroes"
+        " the new pages, so the time of a memory-bound call depends on whether it got fresh or reused memory,"
+        " which depends on what ran before it. The setting applies to every implementation alike.",
         "- torch: torch.nn.functional.convNd and conv_transposeNd; torch.nn.grad.convNd_input and convNd_weight for"
         " the VJPs; torch.nn.functional.unfold for 2-d inputs, and a grouped convolution with a one-hot weight for"
         " 1-d and 3-d; KFC and KFAC-reduce from that unfolded input with torch.einsum.",

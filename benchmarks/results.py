@@ -55,6 +55,7 @@ class RunResults:
     repeats: int
     note: str = ""  # printed at the top of the report, e.g. that the machine was shared
     max_batch_size: int | None = None  # the cap on full-mode batch sizes, if any
+    allocator: str = ""  # the CPU memory allocator and its settings, where the run changed them
     measurements: list[Measurement] = field(default_factory=list)
     overhead: CallOverhead | None = None
     compile_times: list[CompileTime] = field(default_factory=list)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import dataclasses
 import math
 import os
@@ -175,6 +176,26 @@ def benchmark_problem(
     return list(measurements.values())
 
 
+def keep_freed_memory() -> str:
+    """Make glibc's malloc serve every allocation from its heap and keep freed
+    memory there; return a description for the report, or "" without glibc.
+
+    By default glibc maps large allocations afresh and unmaps them on free, and
+    it trims the heap, so a call that allocates tens of MiB may spend much of
+    its time in the kernel, which zeroes the fresh pages. Whether a call gets
+    fresh or reused memory depends on what ran before it, and the timings of
+    memory-bound operations split into two clusters.
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return ""
+    trim_threshold, mmap_max = -1, -4  # M_TRIM_THRESHOLD and M_MMAP_MAX in malloc.h
+    if mallopt(mmap_max, 0) != 1 or mallopt(trim_threshold, 2**31 - 1) != 1:
+        return ""
+    return "glibc malloc, freed memory kept for reuse (mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=2³¹−1)"
+
+
 @contextlib.contextmanager
 def _memory_limit(fraction: float = 0.4):
     """Cap this process's address space, inside the block, at its current size
@@ -248,6 +269,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         help="cap the full-mode batch size of every layer (default: the batch sizes of benchmarks/layers.py),"
         " to fit a slow machine",
     )
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc's malloc settings alone on the CPU (default: keep freed memory for reuse, so that"
+        " times do not include the kernel zeroing fresh pages)",
+    )
     parser.add_argument("--repeats", type=int, help="timed samples per implementation (default: 5, quick: 3)")
     parser.add_argument(
         "--budget",
@@ -312,6 +339,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
 
+    allocator = "the system's malloc, unchanged"
+    if device.type == "cpu" and not arguments.system_malloc:
+        allocator = keep_freed_memory() or allocator
+
     results = RunResults(
         command=shlex.join(["python", "-m", "benchmarks.run", *argv]),
         quick=arguments.quick,
@@ -319,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         repeats=settings.repeats,
         note=arguments.note,
         max_batch_size=arguments.max_batch_size,
+        allocator=allocator,
     )
     if not arguments.skip_overhead:
         print("measuring tndiagram's compile time and call overhead", file=sys.stderr)

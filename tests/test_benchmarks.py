@@ -23,6 +23,8 @@ def quick_run(tmp_path_factory):
     status = main(
         [
             "--quick",
+            # Changed malloc settings would stay for the rest of the test session.
+            "--system-malloc",
             "--device",
             "cpu",
             "--layers",
@@ -154,3 +156,18 @@ def test_memory_beyond_result_ratio():
     mine = measured("tndiagram", 24, 20)
     assert _memory_ratio(Results, mine) == pytest.approx(0.24)
     assert _memory_ratio(Results, mine, beyond_result=True) == pytest.approx(4 / 80)
+
+
+def test_keep_freed_memory_in_fresh_process():
+    """The allocator setting takes effect in a process of its own (it would last
+    for the whole test session here) and says what it changed."""
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's mallopt exists on Linux only")
+    script = "from benchmarks.run import keep_freed_memory; print(keep_freed_memory())"
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert "M_MMAP_MAX=0" in completed.stdout
