@@ -490,10 +490,11 @@ def _method_section(results: RunResults) -> list[str]:
         " memory target, the same less the bytes of the result's storage: the memory a call needs besides"
         " the tensor it returns, which every implementation must allocate. As the result may not be alive at"
         " the peak, this is a lower bound of the memory beyond the result.",
-        "- Memory allocation on the CPU: unless --system-malloc is given, glibc's malloc keeps freed memory"
-        " for reuse (the Allocator row above). Otherwise it maps large allocations afresh and the kernel zeroes"
-        " the new pages, so the time of a memory-bound call depends on whether it got fresh or reused memory,"
-        " which depends on what ran before it. The setting applies to every implementation alike.",
+        "- Memory allocation on the CPU: unless --system-malloc is given, glibc's malloc gets fixed thresholds"
+        " (the Allocator row above), so each allocation size is served the same way on every call. With its"
+        " moving defaults, an allocation of a few MiB sometimes reuses freed memory and sometimes gets fresh"
+        " pages, which the kernel zeroes, depending on what ran before it, and the time of a memory-bound call"
+        " varies with that. The setting applies to every implementation alike.",
         "- torch: torch.nn.functional.convNd and conv_transposeNd; torch.nn.grad.convNd_input and convNd_weight for"
         " the VJPs; torch.nn.functional.unfold for 2-d inputs, and a grouped convolution with a one-hot weight for"
         " 1-d and 3-d; KFC and KFAC-reduce from that unfolded input with torch.einsum.",

@@ -165,35 +165,50 @@ def benchmark_problem(
 
     names = list(calls)
     for repeat in range(max(repeats.values())):
-        active = [name for name in names if repeats[name] > repeat]
+        active = [name for name in names if repeats[name] > repeat and measurements[name].status == "ok"]
+        if not active:
+            break
         shift = repeat % len(active)
         for name in active[shift:] + active[:shift]:
-            measurements[name].samples.append(timer.seconds_per_call(calls[name], numbers[name]))
+            try:
+                measurements[name].samples.append(timer.seconds_per_call(calls[name], numbers[name]))
+            except Exception as error:
+                # A call that failed once may fail again when memory runs short.
+                measurements[name].status = "failed"
+                measurements[name].reason = _describe_error(error)
+                report(f"FAILED: {name} {operation} on {layer} while timing: {measurements[name].reason}")
     for name in names:
         measurement = measurements[name]
         measurement.calls_per_sample = numbers[name]
-        measurement.seconds = median(measurement.samples)
+        if measurement.status == "ok":
+            measurement.seconds = median(measurement.samples)
     return list(measurements.values())
 
 
 def keep_freed_memory() -> str:
-    """Make glibc's malloc serve every allocation from its heap and keep freed
-    memory there; return a description for the report, or "" without glibc.
+    """Fix glibc's malloc settings so that each allocation size is served the
+    same way on every call; return a description for the report, or "" without
+    glibc.
 
-    By default glibc maps large allocations afresh and unmaps them on free, and
-    it trims the heap, so a call that allocates tens of MiB may spend much of
-    its time in the kernel, which zeroes the fresh pages. Whether a call gets
-    fresh or reused memory depends on what ran before it, and the timings of
-    memory-bound operations split into two clusters.
+    By default glibc moves its threshold for mapping an allocation afresh as
+    blocks are freed, and it trims the heap. So an allocation of a few to 32 MiB
+    sometimes reuses heap memory and sometimes gets fresh pages, which the
+    kernel zeroes, depending on what ran before it; the times of memory-bound
+    operations then split into two clusters. Here allocations up to 32 MiB, the
+    largest threshold glibc accepts on 64-bit systems, always come from the heap,
+    which keeps freed memory, and larger ones are always mapped afresh.
     """
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return ""
-    trim_threshold, mmap_max = -1, -4  # M_TRIM_THRESHOLD and M_MMAP_MAX in malloc.h
-    if mallopt(mmap_max, 0) != 1 or mallopt(trim_threshold, 2**31 - 1) != 1:
+    trim_threshold, mmap_threshold = -1, -3  # M_TRIM_THRESHOLD and M_MMAP_THRESHOLD in malloc.h
+    if mallopt(mmap_threshold, 32 << 20) != 1 or mallopt(trim_threshold, 2**31 - 1) != 1:
         return ""
-    return "glibc malloc, freed memory kept for reuse (mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=2³¹−1)"
+    return (
+        "glibc malloc with fixed thresholds: up to 32 MiB from the heap, which keeps freed memory, larger"
+        " blocks mapped afresh (mallopt M_MMAP_THRESHOLD=32 MiB, M_TRIM_THRESHOLD=2³¹−1)"
+    )
 
 
 @contextlib.contextmanager
