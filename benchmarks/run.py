@@ -187,16 +187,17 @@ def benchmark_problem(
 
 def keep_freed_memory() -> str:
     """Fix glibc's malloc settings so that each allocation size is served the
-    same way on every call; return a description for the report, or "" without
-    glibc.
+    same way on every call. Return a description for the report, or "" where
+    glibc is missing.
 
     By default glibc moves its threshold for mapping an allocation afresh as
-    blocks are freed, and it trims the heap. So an allocation of a few to 32 MiB
+    blocks are freed, and it trims the heap. So an allocation of some MiB
     sometimes reuses heap memory and sometimes gets fresh pages, which the
-    kernel zeroes, depending on what ran before it; the times of memory-bound
-    operations then split into two clusters. Here allocations up to 32 MiB, the
-    largest threshold glibc accepts on 64-bit systems, always come from the heap,
-    which keeps freed memory, and larger ones are always mapped afresh.
+    kernel zeroes, depending on what ran before it. The times of memory-bound
+    operations then split into two clusters. With these settings, allocations
+    up to 32 MiB always come from the heap, which keeps freed memory. Larger
+    ones, up to the gigabytes of an unfolded input, are always mapped afresh and
+    returned on free, so the heap does not hold them.
     """
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
