@@ -12,6 +12,9 @@ maximum, over the call, of the bytes allocated since the call started:
 
 Both count the result tensor, since it is allocated during the call, and
 neither counts memory that an implementation cached on an earlier call.
+
+NOTE: the CUDA branches have not run on a GPU yet; the recorded results in
+docs/benchmarks.md come from the CPU branches.
 """
 
 from __future__ import annotations
