@@ -407,3 +407,49 @@ def test_kfac_reduce_sums_each_view_once(kernel, stride, spatial):
     assert ".flatten(" not in source
     assert "torch.einsum" not in source
     assert source.count("torch.bmm(") == 1
+
+
+@pytest.mark.parametrize(
+    "text, equation",
+    [
+        ("network f(a[p, q, r], b[p]) { y[i] = a[i, i, j] * b[i] }", "iij,i->i"),
+        ("network f(a[p, q, r], b[p]) { y[] = a[i, i, j] * b[i] }", "iij,i->"),
+    ],
+    ids=["vector", "scalar"],
+)
+def test_diagonal_beside_private_index(text, equation):
+    a, b = randn(3, 3, 4), randn(3)
+    network = tndiagram.parse(text)["f"]
+    for options in ({}, {"simplify": False}, {"strategy": "greedy"}):
+        compiled = tndiagram.compile(network, **options)
+        torch.testing.assert_close(compiled(a, b), torch.einsum(equation, a, b))
+
+
+def test_gram_of_diagonals_stays_einsum():
+    A = randn(3, 2, 2)
+    network = tndiagram.parse("network f(A[a0, a1, a2]) { y[q, i] = A[l, i, i] * A[l, q, q] }")["f"]
+    compiled = tndiagram.compile(network)
+    torch.testing.assert_close(compiled(A), torch.einsum("lii,lqq->qi", A, A))
+    assert "torch.bmm" not in compiled.source
+
+
+def test_operand_named_convolution_keeps_its_value():
+    """A second native convolution term needs a variable of its own; an operand
+    called ``convolution`` keeps that name."""
+    text = """
+    network f(x[n, c, i], w[k, c, j], convolution[k, c, j], b[k]) {
+        y[n, k, o] = x * w * pattern[j, o, i](padding=1)
+                   + x * convolution * pattern[j, o, i](padding=1)
+                   + b
+                   + x[n, c, o] * convolution[k, c, j]
+    }
+    """
+    x, w, other, b = randn(2, 3, 5), randn(4, 3, 3), randn(4, 3, 3), randn(4)
+    compiled = tndiagram.compile(tndiagram.parse(text)["f"])
+    expected = (
+        F.conv1d(x, w, b, padding=1)
+        + F.conv1d(x, other, padding=1)
+        + torch.einsum("nco,kcj->nko", x, other)
+    )
+    torch.testing.assert_close(compiled(x, w, other, b), expected)
+    assert "_convolution = torch.nn.functional.conv1d(" in compiled.source

@@ -117,6 +117,9 @@ class _Emitter:
         if self.result_name in self.taken:
             self.result_name = self._free("result")
         self.taken.add(self.result_name)
+        # The variable that a native kernel's result takes in terms after the first.
+        self.convolution_name = self._free("convolution")
+        self.taken.add(self.convolution_name)
 
     def einsum(self, inputs: Sequence[Sequence[str]], output: Sequence[str]) -> str:
         text = ",".join("".join(self.letters[i] for i in indices) for indices in inputs)
@@ -325,6 +328,8 @@ class _Emitter:
         if len(operands) != 2 or operands[0] != operands[1]:
             return None
         left, right = step.inputs
+        if len(set(left)) != len(left) or len(set(right)) != len(right):
+            return None  # a diagonal: einsum takes it
         output = set(step.output)
         batch, free_left, free_right, contracted = [], [], [], []
         for a, b in zip(left, right):
@@ -414,7 +419,7 @@ class _Emitter:
             if number in folded:
                 continue
             emitted += 1
-            lines, expression = self.emit_term(number, term, result_name if emitted == 1 else "convolution")
+            lines, expression = self.emit_term(number, term, result_name if emitted == 1 else self.convolution_name)
             body.extend(lines)
             if len(term.output) < full_rank:
                 # Indices that this term lacks become size-one axes, so the sum broadcasts.

@@ -156,7 +156,9 @@ def _private_sums(
     for number, indices in enumerate(inputs):
         # Each earlier sum moved its tensor to the end of the live list.
         position = number - len(steps)
-        private = {i for i in indices if carried.count(i) == 1 and indices.count(i) == 1 and i not in output}
+        if len(set(indices)) != len(indices):
+            continue  # a diagonal: the einsum of the path takes it with the sum
+        private = {i for i in indices if carried.count(i) == 1 and i not in output}
         if not private:
             continue
         remaining = tuple(i for i in indices if i not in private)
