@@ -532,3 +532,45 @@ def test_tn_error_catches_every_error():
     assert issubclass(tndiagram.IRError, TNError)
     assert issubclass(tndiagram.CodegenError, TNError)
     assert issubclass(tndiagram.RewriteError, TNError)
+
+
+@pytest.mark.parametrize(
+    "text, line, column, underlined, words",
+    [
+        ("network f(x[i]) {\n    szie k = 3\n    y[i] = x\n}", 2, 10, "k", "did you mean 'size'?"),
+        (
+            "network f(x[i, j]) {\n    y[o] = x * patern[k, o, i](stride=1)\n}",
+            2,
+            31,
+            "(",
+            "did you mean 'pattern'?",
+        ),
+        ("netwrok f(x[i]) { y[i] = x }", 1, 1, "netwrok", "did you mean 'network'?"),
+    ],
+    ids=["size", "pattern", "network"],
+)
+def test_misspelled_keyword_suggested(text, line, column, underlined, words):
+    with pytest.raises(DiagramSyntaxError) as caught:
+        tndiagram.parse(text)
+    assert_points_at(caught.value, line, column, underlined)
+    assert words in str(caught.value)
+
+
+def test_name_used_twice_gets_no_keyword_guess():
+    with pytest.raises(DiagramSyntaxError) as caught:
+        tndiagram.parse("network f(sizes[i]) {\n    y[i] = sizes[i] sizes\n}")
+    assert "did you mean" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "body, guess",
+    [("x * dleta[i, i]", "did you mean 'delta'?"), ("wieght", "did you mean 'weight'?"), ("x * zzz", None)],
+    ids=["keyword", "operand", "nothing-close"],
+)
+def test_unknown_name_suggests_close_name(body, guess):
+    with pytest.raises(DiagramError) as caught:
+        tndiagram.parse(f"network f(x[i], weight[i]) {{\n    y[i] = {body}\n}}")
+    if guess is None:
+        assert "did you mean" not in str(caught.value)
+    else:
+        assert guess in str(caught.value)

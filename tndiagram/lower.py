@@ -9,6 +9,7 @@ literal hyper-parameters, and divisors are scalars.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -34,7 +35,7 @@ from .ir import (
     size_symbol,
     verify,
 )
-from .parser import parse_tree, span_of
+from .parser import KEYWORDS, parse_tree, span_of
 
 __all__ = ["Program", "lower_program", "parse", "load"]
 
@@ -351,10 +352,15 @@ class _NetworkLowerer:
 
     def _unknown_name(self, name: str) -> str:
         known = sorted(self.scope.operands) + sorted(self.scope.hyper)
-        return (
+        message = (
             f"unknown name {name!r}: it is neither an operand nor a hyper-parameter"
             f" (known names: {', '.join(known) or 'none'})"
         )
+        # A misspelled name or keyword ('dleta[i, j]') parses as an unknown operand.
+        matches = difflib.get_close_matches(name, known + list(KEYWORDS), n=1, cutoff=0.75)
+        if matches:
+            message += f"; did you mean {matches[0]!r}?"
+        return message
 
     def _expression_indexed(self, tree: lark.Tree) -> Expression:
         name_token, index_list = tree.children

@@ -4,6 +4,7 @@ expected tokens in plain words."""
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib.resources
 from pathlib import Path
@@ -122,6 +123,43 @@ def _hint(token: lark.Token, expected: set[str]) -> str:
     return ""
 
 
+KEYWORDS = ("network", "size", "pattern", "delta", "ones")
+
+
+def _keyword_hint(text: str, token: lark.Token) -> str:
+    """Suggest a keyword when a misspelling of one likely caused the error.
+
+    The misspelled word lexes as a name, so the parser stops later: at the word
+    itself (``netwrok f``), at the token after it (``szie k = 3``), or at the
+    ``(`` after an index list (``patern[k, o, i](stride=2)``).
+    """
+    try:
+        tokens = [t for t in _parser().lex(text[: token.start_pos]) if t.type != "$END"]
+    except (lark.exceptions.LarkError, TypeError):
+        return ""
+    candidates = [token]
+    if tokens:
+        candidates.append(tokens[-1])
+    if token.type == "LPAR" and tokens and tokens[-1].type == "RSQB":
+        # Walk back over the index list to the word before its '['.
+        depth = 0
+        for position in range(len(tokens) - 1, 0, -1):
+            depth += {"RSQB": 1, "LSQB": -1}.get(tokens[position].type, 0)
+            if depth == 0:
+                candidates.append(tokens[position - 1])
+                break
+    for candidate in candidates:
+        word = str(candidate)
+        if candidate.type != "NAME" or word in KEYWORDS:
+            continue
+        if sum(str(t) == word for t in tokens + [token]) > 1:
+            continue  # a name used twice is a name, not a slip
+        matches = difflib.get_close_matches(word, KEYWORDS, n=1, cutoff=0.75)
+        if matches:
+            return f" ('{word}' is not a keyword: did you mean '{matches[0]}'?)"
+    return ""
+
+
 def parse_tree(text: str, file: str = "<string>") -> lark.Tree:
     """Parse diagram text and return its Lark syntax tree."""
     lines = text.splitlines()
@@ -136,7 +174,8 @@ def parse_tree(text: str, file: str = "<string>") -> lark.Tree:
         else:
             span = span_of(token, lines, file)
         expected = _accepted(error)
-        message = f"unexpected {_token_words(token)}: expected {_expected_words(expected)}{_hint(token, expected)}"
+        hint = _hint(token, expected) or _keyword_hint(text, token)
+        message = f"unexpected {_token_words(token)}: expected {_expected_words(expected)}{hint}"
         raise DiagramSyntaxError(message, span) from None
     except lark.exceptions.UnexpectedCharacters as error:
         line_text = lines[error.line - 1] if 0 < error.line <= len(lines) else ""
