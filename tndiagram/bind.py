@@ -333,6 +333,7 @@ def bind(
                 f"network {network.name!r} has no operand {name!r} (operands: {', '.join(network.operand_names)})",
                 network.span,
             )
+    _check_element_tuples(network, hyper)
     count = spatial_dims if spatial_dims is not None else spatial_dimensions(network, shapes)
     if count is not None:
         _check_family_tuples(network, hyper, count)
@@ -445,6 +446,49 @@ def _solve(
                 changed |= solver.set(unknown[0], size // product, origin, span)
             elif not unknown and product != size:
                 raise ShapeError(f"{origin} has size {size}, expected {_known_product(axis, solver)}", span)
+
+
+def _check_element_tuples(network: Network, hyper: Mapping[str, Any]) -> None:
+    """Raise if a tuple hyper-parameter has more entries than the network reads.
+
+    A network such as conv2d.tn reads ``stride[0]`` and ``stride[1]``; with
+    ``stride=(1, 2, 3)`` the last entry would be dropped without a word, where
+    torch rejects the tuple. Hyper-parameters that the network also reads whole
+    are left to the other checks.
+    """
+    read: dict[str, set[int]] = {}
+    whole: set[str] = set()
+    spans: dict[str, Span | None] = {}
+
+    def note(name: str, element: int | None, span: Span | None) -> None:
+        if element is None:
+            whole.add(name)
+            return
+        read.setdefault(name, set()).add(element)
+        spans.setdefault(name, span)
+
+    expressions = [(declaration.expression, declaration.span) for declaration in network.sizes]
+    for term in network.terms:
+        expressions.append((term.coefficient, None))
+        for factor in term.factors:
+            for _, value in factor.params:
+                if isinstance(value, HyperReference):
+                    note(value.name, value.element, factor.span)
+    for expression, span in expressions:
+        for symbol in sympy.sympify(expression).free_symbols:
+            base, _, rest = symbol.name.partition("[")
+            if base in hyper:
+                note(base, int(rest[:-1]) if rest else None, span)
+    for name, elements in read.items():
+        value = hyper.get(name)
+        if name in whole or not isinstance(value, tuple) or len(value) <= max(elements) + 1:
+            continue
+        listed = ", ".join(f"{name}[{element}]" for element in sorted(elements))
+        raise DiagramError(
+            f"hyper-parameter {name!r} = {value!r} has {len(value)} entries, but network"
+            f" {network.name!r} reads only {listed}: give {max(elements) + 1} entries or a single value",
+            spans[name] or network.span,
+        )
 
 
 def _check_family_tuples(network: Network, hyper: Mapping[str, Any], count: int) -> None:
