@@ -362,7 +362,7 @@ def test_view_pads_the_input_once(size, hyper):
 
 def test_private_indices_summed_first():
     """An index that one tensor alone carries is summed out of it first, as
-    ``.sum``; the other steps follow on the smaller tensor."""
+    ``.sum``, and the other steps work on the smaller tensor."""
     network = tndiagram.parse("network p(a[i, j, l], b[j, k]) { c[k] = a * b }")["p"]
     a, b = randn(5, 4, 3), randn(4, 6)
     compiled = tndiagram.compile(network)
@@ -453,3 +453,12 @@ def test_operand_named_convolution_keeps_its_value():
     )
     torch.testing.assert_close(compiled(x, w, other, b), expected)
     assert "_convolution = torch.nn.functional.conv1d(" in compiled.source
+
+
+def test_private_sum_costs_count_each_tensor():
+    """Each sum step costs the elements of the tensor it sums, whichever
+    position that tensor has in the live list by then."""
+    network = tndiagram.parse("network p(a[i, j], b[j, k, l]) { c[k] = a * b }")["p"]
+    compiled = tndiagram.compile(network, shapes={"a": (2, 3), "b": (3, 5, 7)})
+    _, info = opt_einsum.contract_path("j,jk->k", (3,), (3, 5), shapes=True, optimize="optimal")
+    assert compiled.plan.flops == 2 * 3 + 3 * 5 * 7 + info.opt_cost

@@ -37,8 +37,8 @@ def test_show_reports_values_set(capsys):
 
 @pytest.mark.parametrize("hyper", [dict(stride=(1, 2, 3)), dict(padding=((1, 1), (0, 2), (3, 3)))], ids=["stride", "padding"])
 def test_unread_tuple_entries_rejected(hyper):
-    """conv2d.tn reads elements 0 and 1 of each tuple; a third entry is an error,
-    as it is for torch.nn.functional.conv2d."""
+    """conv2d.tn reads elements 0 and 1 of each tuple, so a third entry is an
+    error, as it is for torch.nn.functional.conv2d."""
     network = tndiagram.load("examples/conv2d.tn")["conv2d"]
     function = tndiagram.compile(network, **hyper)
     with pytest.raises(tndiagram.DiagramError) as error:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from math import prod
+
 import opt_einsum
 
 from .bind import BoundNetwork
@@ -106,8 +108,9 @@ def _plan_term(
         step = ContractionStep((0,), inputs, output)
         return TermPlan(factors, inputs, output, (step,), coefficient, _single_flops(inputs[0], sizes), size, "single")
     steps, live, intermediate = _private_sums(inputs, output)
-    flops = sum(_single_flops(inputs[step.operands[0]], sizes) for step in steps)
-    largest = max((_size(step.output, sizes) for step in steps), default=0)
+    # A sum step's position points into the live list, so its cost comes from its own inputs.
+    flops = sum(_single_flops(step.inputs[0], sizes) for step in steps)
+    largest = max((prod(sizes[i] for i in step.output) for step in steps), default=0)
     if steps:
         equation = ",".join("".join(symbols[i] for i in indices) for indices in live)
         equation += "->" + "".join(symbols[i] for i in output)
@@ -144,8 +147,8 @@ def _private_sums(
 ) -> tuple[list[ContractionStep], list[tuple[str, ...]], list[bool]]:
     """Sum each tensor over the indices that only it carries, before the path.
 
-    Such an index meets no other tensor, so summing it first never costs more.
-    As a step of its own, the sum reads a strided view without copying it, and
+    Such an index meets no other tensor, so summing it first shrinks every
+    later step that reads the tensor. As a step of its own, the sum reads a strided view without copying it, and
     two copies of one tensor become one sum and a Gram product. Return the sum
     steps and the live tensors after them, with which ones are intermediates.
     """
@@ -168,13 +171,6 @@ def _private_sums(
         live.append(remaining)
         intermediate.append(True)
     return steps, live, intermediate
-
-
-def _size(indices: tuple[str, ...], sizes: dict[str, int]) -> int:
-    total = 1
-    for index in indices:
-        total *= sizes[index]
-    return total
 
 
 def _single_flops(indices: tuple[str, ...], sizes: dict[str, int]) -> int:
